@@ -76,6 +76,6 @@ PAPER_DISCREPANCIES: dict[str, str] = {
 }
 """Where Table 1 disagrees with itself; the model follows the channel numbers, not these totals.
 
-Besides these, every Inception row's printed parameter count is 2-4% below the count of its own
-channel numbers (e.g. 3a: 159K printed, 163K computed), as if rounded or computed differently.
+Besides these, the printed parameter counts of the other Inception rows are 2-4% below the count
+of their own channel numbers (e.g. 3a: 159K printed, 163.7K computed), and 5a's is 3% above.
 """
