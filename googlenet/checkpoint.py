@@ -1,0 +1,117 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``, checked before anything is loaded.
+
+A checkpoint is a plain dict of tensors, numbers and strings (so the safe ``weights_only`` loader
+reads it): the model's constructor arguments, class names, normalisation, the training weights,
+the averaged (EMA/Polyak) weights if any, optimizer and RNG state, and the metrics history.
+:func:`load_model` rebuilds a ready-to-use model from the file alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .model import GoogLeNet
+
+FORMAT = "googlenet-checkpoint"
+VERSION = 1
+METADATA_KEYS = ("model_kwargs", "classes", "mean", "std", "dataset", "image_size", "resize")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: corrupt, truncated, not ours, or for another model."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then a rename.
+
+    A crash mid-write leaves the previous checkpoint intact, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict safely (``weights_only=True``) or raise :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m googlenet.train`")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many kinds here (zip, pickle, EOF, unsupported global)
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is corrupt or truncated, or not a PyTorch "
+            f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "Delete it or use another copy."
+        ) from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a PyTorch file but not a googlenet checkpoint (no {FORMAT!r} tag)")
+    if state.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {state.get('version')}, expected {VERSION}"
+        )
+    missing = [k for k in (*METADATA_KEYS, "model") if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}; it was not written by googlenet.train")
+    return state
+
+
+def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` unless ``state_dict`` fits ``model`` exactly (names and shapes).
+
+    Checked before loading, because ``load_state_dict`` copies the matching tensors before it
+    complains about the rest: this way a model is never left half-loaded.
+    """
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - expected.keys())
+    wrong = [
+        f"{k} {tuple(state_dict[k].shape)} saved, {tuple(v.shape)} expected"
+        for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    problems = [
+        f"{label}: " + "; ".join(items[:4]) + (" ..." if len(items) > 4 else "")
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong))
+        if items
+    ]
+    if problems:
+        raise CheckpointError(f"the {what}'s weights do not fit this model ({' | '.join(problems)})")
+
+
+def evaluation_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights to evaluate: the averaged (EMA/Polyak) ones when training kept an average."""
+    average = state.get("average")
+    return average["weights"] if average else state["model"]
+
+
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[GoogLeNet, dict[str, Any]]:
+    """Rebuild the trained model from a checkpoint alone; return ``(model in eval mode, metadata)``.
+
+    The metadata holds ``classes``, ``mean``, ``std``, ``dataset``, ``model_kwargs``,
+    ``image_size``, ``resize`` (short side before the centre crop), ``epoch`` and ``history``.
+    Raises :class:`CheckpointError` for a corrupt, truncated or mismatched file.
+    """
+    state = read_checkpoint(path, map_location)
+    try:
+        model = GoogLeNet(**state["model_kwargs"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot build a GoogLeNet from {state['model_kwargs']!r}: {e}") from e
+    weights = evaluation_weights(state)
+    check_state_dict(model, weights, what=f"checkpoint {path}")
+    model.load_state_dict(weights)
+    meta = {k: state[k] for k in METADATA_KEYS}
+    meta.update(epoch=state.get("epoch"), history=state.get("history"))
+    return model.to(map_location).eval(), meta

@@ -1,0 +1,73 @@
+"""Classify image files with a trained checkpoint: the top-5 classes and their probabilities.
+
+Command line (``--help`` for all options)::
+
+    python -m googlenet.predict shirt.png boot.jpg --checkpoint runs/fashion_mnist/checkpoint.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .checkpoint import load_model
+from .data import eval_transform
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, meta: dict[str, Any], images: Sequence[str | Path | Image.Image], k: int = 5
+) -> list[list[tuple[str, float]]]:
+    """For each image (path or PIL image), the ``k`` most probable ``(class name, probability)`` pairs.
+
+    Images are prepared as at test time: resized, centre-cropped to the training size, converted
+    to the model's channel count and normalised with the checkpoint's mean and std.
+    """
+    channels = meta["model_kwargs"]["in_channels"]
+    prepare = eval_transform(meta["image_size"], meta["mean"], meta["std"], resize=meta["resize"],
+                             in_channels=channels)
+    pil = [img if isinstance(img, Image.Image) else Image.open(img) for img in images]
+    batch = torch.stack([prepare(img.convert("RGB")) for img in pil])
+    device = next(model.parameters()).device
+    probs = model.eval()(batch.to(device)).softmax(1)
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [[(meta["classes"][i], p) for p, i in zip(ps.tolist(), ids.tolist(), strict=True)]
+            for ps, ids in zip(top.values, top.indices, strict=True)]
+
+
+def main(argv: list[str] | None = None) -> list[list[tuple[str, float]]]:
+    """The ``python -m googlenet.predict`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m googlenet.predict",
+        description="Say what a trained GoogLeNet sees in each image: its five most likely classes "
+                    "with their probabilities. Any image format Pillow reads works; images are resized "
+                    "to the size the model was trained on.",
+        epilog="example: python -m googlenet.predict photo.jpg --checkpoint runs/cifar10/checkpoint.pt",
+    )
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to classify")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="checkpoint.pt written by `python -m googlenet.train` (in its --out-dir)")
+    parser.add_argument("--top", type=int, default=5, help="how many classes to list per image (default: 5)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        parser.error(f"no such image file: {', '.join(missing)}")
+
+    model, meta = load_model(args.checkpoint, map_location=args.device)
+    results = predict(model, meta, args.images, k=args.top)
+    for path, top in zip(args.images, results, strict=True):
+        print(path)
+        for rank, (name, p) in enumerate(top, 1):
+            print(f"  {rank}. {name:<20} {100 * p:5.1f}%")
+    return results
+
+
+if __name__ == "__main__":
+    main()

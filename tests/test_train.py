@@ -1,0 +1,190 @@
+"""googlenet.train and googlenet.checkpoint: learning, schedules, exact resume, DDP, checkpoint errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+import googlenet.train as gt
+from googlenet import GoogLeNet
+from googlenet.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
+from googlenet.plots import plot_confusion_matrix, plot_history
+from googlenet.train import TrainConfig, WeightAverage, fashion_mnist_config, lr_at, train, train_step
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+def tiny_config(tmp_path: Path, data_root: Path, **overrides) -> TrainConfig:
+    """A run that takes a second or two: a few dozen images, small batches, no progress bars."""
+    base = {"data_root": str(data_root), "subset": 48, "batch_size": 16, "epochs": 2, "workers": 0,
+            "out_dir": str(tmp_path / "run"), "progress": False, "log_every": 1}
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_a_small_googlenet_overfits_one_batch():
+    torch.manual_seed(0)
+    model = GoogLeNet(4, variant="torchvision", stem="small", in_channels=1, dropout=0.0, aux_dropout=0.0)
+    x, y = torch.randn(16, 1, 16, 16), torch.arange(16) % 4
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = [train_step(model.train(), x, y, optimizer)[0].item() for _ in range(25)]
+    assert losses[-1] < 0.1 * losses[0], losses
+
+
+def test_schedules():
+    c = TrainConfig(lr=1.0, warmup=0.2)
+    assert lr_at(c, 0.0, 0) == pytest.approx(1 / 25) and lr_at(c, 0.2, 0) == pytest.approx(1.0)
+    assert lr_at(c, 0.6, 0) == pytest.approx(0.5) and lr_at(c, 1.0, 9) == pytest.approx(0.0)
+    paper = TrainConfig.from_recipe("paper", lr=1.0)
+    assert [lr_at(paper, 0.5, e) for e in (0, 7, 8, 16)] == pytest.approx([1, 1, 0.96, 0.96**2])
+    assert paper.average == "polyak" and paper.aux_weight == 0.3 and paper.momentum == 0.9
+
+
+def test_weight_averages():
+    net = torch.nn.Linear(2, 1)
+    polyak, ema = WeightAverage(net, decay=None), WeightAverage(net, decay=0.5)
+    expected_ema = net.weight.detach().clone()
+    for n, value in enumerate((1.0, 2.0, 6.0), start=1):
+        torch.nn.init.constant_(net.weight, value)
+        polyak.update()
+        ema.update()
+        decay = min(0.5, (1 + n) / (10 + n))  # the documented warm-up of the decay
+        expected_ema = decay * expected_ema + (1 - decay) * value
+    assert torch.allclose(polyak.module.weight, torch.tensor(3.0))  # (1 + 2 + 6) / 3
+    assert torch.allclose(ema.module.weight, expected_ema)
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "folder"])
+def test_resume_after_a_crash_ends_with_the_same_weights(dataset, fmnist_root, image_folder, tmp_path,
+                                                          monkeypatch):
+    root = fmnist_root if dataset == "fashion_mnist" else image_folder
+    extra = {"image_size": 32} if dataset == "folder" else {}
+    straight = tiny_config(tmp_path / "a", root, dataset=dataset, average="ema", **extra)
+    history = train(straight)
+
+    crashing = replace(straight, out_dir=str(tmp_path / "b"))
+    real_save = gt.save_checkpoint
+
+    def save_then_crash(state, path):
+        real_save(state, path)
+        raise KeyboardInterrupt  # the machine goes down right after epoch 1's checkpoint
+
+    monkeypatch.setattr(gt, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(crashing)
+    monkeypatch.setattr(gt, "save_checkpoint", real_save)
+    assert read_checkpoint(crashing.run_dir / "checkpoint.pt")["epoch"] == 1
+    resumed = train(replace(crashing, resume=True))
+
+    a, b = (read_checkpoint(c.run_dir / "checkpoint.pt") for c in (straight, crashing))
+    for key in ("model", "optimizer"):
+        assert _equal(a[key], b[key]), key
+    assert _equal(a["average"], b["average"])
+    assert [e["test_acc"] for e in history["epochs"]] == [e["test_acc"] for e in resumed["epochs"]]
+
+
+def _equal(x, y) -> bool:
+    """Exact equality of nested dicts/lists of tensors and numbers."""
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_equal(x[k], y[k]) for k in x)
+    if isinstance(x, list | tuple):
+        return len(x) == len(y) and all(_equal(a, b) for a, b in zip(x, y, strict=True))
+    if isinstance(x, torch.Tensor):
+        return torch.equal(x, y)
+    return x == y
+
+
+def test_history_checkpoint_and_load_model(fmnist_root, tmp_path):
+    config = tiny_config(tmp_path, fmnist_root, epochs=1, amp="bf16", channels_last=True, time_limit=60)
+    history = train(config)
+    saved = json.loads((config.run_dir / "metrics.json").read_text())
+    assert saved["epochs"] == history["epochs"] and saved["amp"] == "bfloat16"
+    assert history["steps"][0]["step"] == 1 and 0 < history["train_time_s"] < 60
+    model, meta = load_model(config.run_dir / "checkpoint.pt")
+    assert not model.training and meta["dataset"] == "fashion_mnist" and len(meta["classes"]) == 10
+    assert meta["model_kwargs"]["stem"] == "small" and meta["mean"] == [0.286] and meta["image_size"] == 28
+    assert not list(config.run_dir.glob(".*.tmp"))  # atomic writes leave no temporary file behind
+    loss_ax, acc_ax = plot_history(config.run_dir)  # the run folder, its metrics.json or the dict
+    assert len(loss_ax.lines) == 2 and acc_ax.lines[1].get_ydata()[0] == 100 * history["test_acc"]
+    ax = plot_confusion_matrix([[3, 1], [0, 4]], ["a", "b"])
+    assert ax.images[0].get_array()[0, 0] == 75
+    plt.close("all")
+
+
+def test_time_limit_stops_cleanly_and_the_schedule_still_anneals(fmnist_root, tmp_path):
+    config = tiny_config(tmp_path, fmnist_root, subset=2000, epochs=5, time_limit=2.0)
+    history = train(config)
+    assert history["stopped_early"] and len(history["epochs"]) == 1 and not history["epochs"][0]["complete"]
+    assert history["train_time_s"] >= 2.0 and history["epochs"][0]["images"] < 2000
+    lrs = [s["lr"] for s in history["steps"]]
+    peak = lrs.index(max(lrs))
+    assert lrs[peak:] == sorted(lrs[peak:], reverse=True) and lrs[-1] < 0.3 * config.lr  # on the clock
+
+
+def test_checkpoint_errors_are_clear_and_never_half_load(fmnist_root, tmp_path):
+    config = tiny_config(tmp_path, fmnist_root, epochs=1, subset=16)
+    train(config)
+    good = config.run_dir / "checkpoint.pt"
+    blob = good.read_bytes()
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(blob[: len(blob) // 2])
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(os.urandom(4096))
+    for path in (truncated, corrupt):
+        with pytest.raises(CheckpointError, match="corrupt or truncated"):
+            load_model(path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_model(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a googlenet checkpoint"):
+        load_model(tmp_path / "other.pt")
+
+    state = read_checkpoint(good)
+    state["model_kwargs"] = {**state["model_kwargs"], "num_classes": 7}
+    save_checkpoint(state, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match=r"shape mismatch: aux1.fc2.weight \(10, 1024\) saved, \(7"):
+        load_model(tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="this run asks for"):
+        train(replace(config, variant="paper", resume=True))
+
+
+def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint({"model": {"w": torch.ones(3)}}, tmp_path / "checkpoint.pt")
+
+    def dies_mid_write(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(OSError):
+        save_checkpoint({"model": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["model"]["w"], torch.ones(3))
+
+
+def test_quick_cpu_setting_says_what_it_does(capsys):
+    config = fashion_mnist_config("cpu", out_dir="somewhere")
+    assert "quick CPU setting" in capsys.readouterr().out
+    assert config.time_limit and config.time_limit <= 180 and config.out_dir == "somewhere"
+    assert config.device == "cpu" and config.dataset == "fashion_mnist" and config.schedule == "onecycle"
+
+
+def test_two_process_ddp_on_cpu(fmnist_root, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "googlenet.train", "--data-root", str(fmnist_root), "--subset", "64", "--batch-size", "16",
+           "--epochs", "1", "--out-dir", str(out), "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("device: cpu") == 1  # only rank 0 prints
+    history = json.loads((out / "metrics.json").read_text())
+    assert history["world_size"] == 2 and history["epochs"][0]["images"] == 64  # 2 ranks x 2 batches x 16
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
