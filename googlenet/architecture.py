@@ -77,5 +77,6 @@ PAPER_DISCREPANCIES: dict[str, str] = {
 """Where Table 1 disagrees with itself; the model follows the channel numbers, not these totals.
 
 Besides these, the printed parameter counts of the other Inception rows are 2-4% below the count
-of their own channel numbers (e.g. 3a: 159K printed, 163.7K computed), and 5a's is 3% above.
+of their own channel numbers (e.g. 3a: 159K printed, 163.7K computed), and 5a's is 3% above. Read
+as K = 1024 (163,696 / 1024 = 159.9), most rows agree within 1%; 4c and 5a still do not.
 """
