@@ -1,0 +1,505 @@
+"""Benchmark our GoogLeNet against ``torchvision.models.googlenet``: ``python -m googlenet.bench``.
+
+Both models run in one process with the same weights, batch, input and settings. Every
+repetition times each model in turn (the order rotates), so a machine that slows down or speeds
+up during the run slows every model alike; the report gives medians, and the ratio
+ours/torchvision as the median of the per-repetition ratios. The models:
+
+- ``torchvision``: torchvision's GoogLeNet carrying our weights. For small-stem cases its conv1
+  is swapped for the same 3x3/1 stem, so both compute the same function.
+- ``ours``: the plain :class:`googlenet.GoogLeNet` (``variant="torchvision"``) the book teaches.
+- ``ours-optimized``: :func:`~googlenet.optimize.optimize_for_training` (training) or
+  :func:`~googlenet.optimize.optimize_for_inference` (inference) applied to ``ours``.
+- ``torchvision-stock`` (informational, small-stem cases only): unmodified torchvision at the
+  small size, with its ImageNet stem; it computes far less, so it has no ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from . import __version__
+from .architecture import AUX_LOSS_WEIGHT
+from .model import GoogLeNet
+from .optimize import optimize_for_inference, optimize_for_training
+
+SCHEMA_VERSION = 1
+REFERENCE = "torchvision"
+MODES = ("train", "infer")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How every model in a measurement runs: precision, memory layout, compilation."""
+
+    name: str
+    autocast: str | None = None  # "bfloat16" runs the forward pass under autocast
+    channels_last: bool = False
+    compile: str | None = None  # a torch.compile mode ("default", "reduce-overhead": CUDA graphs)
+
+
+SETTINGS = {
+    s.name: s
+    for s in (
+        Setting("fp32"),
+        Setting("channels_last", channels_last=True),
+        Setting("bf16", autocast="bfloat16"),
+        Setting("bf16+channels_last", autocast="bfloat16", channels_last=True),
+        Setting("compile", autocast="bfloat16", channels_last=True, compile="default"),
+        Setting("cuda_graphs", autocast="bfloat16", channels_last=True, compile="reduce-overhead"),
+    )
+}
+
+
+@dataclass
+class BenchConfig:
+    """Everything a run depends on; stored in the JSON beside the results."""
+
+    sizes: list[int] = field(default_factory=lambda: [224, 32])
+    batch_size: int | None = None  # None: per-size default for the device
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    settings: list[str] | None = None  # None: every setting the device supports
+    repetitions: int = 7
+    iterations: int = 1  # timed steps per model per repetition: 1 pairs the models most tightly
+    warmup: int = 1
+    num_classes: int = 1000
+    device: str = "cpu"
+    stock: bool = True  # add unmodified torchvision at small sizes (informational)
+    seed: int = 0
+
+
+def stem_for(size: int) -> str:
+    """The stem a size calls for: the small 3x3/1 stem up to 64 px, the ImageNet stem above."""
+    return "small" if size <= 64 else "imagenet"
+
+
+def default_batch_size(size: int, device: str) -> int:
+    """A batch that keeps the CPU run to minutes and fills a GPU reasonably."""
+    if device == "cpu":
+        return 8 if size > 64 else 32
+    return 128 if size > 64 else 512
+
+
+def bf16_supported(device: str) -> bool:
+    """Whether bf16 autocast has fast kernels here (CUDA: Ampere or newer; CPU: oneDNN bf16)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def available_settings(device: str) -> list[str]:
+    """The default settings for a device: fp32 and layout, bf16 where fast; compilation on CUDA."""
+    names = ["fp32", "channels_last"]
+    if bf16_supported(device):
+        names += ["bf16", "bf16+channels_last"]
+        if device.startswith("cuda"):
+            names += ["compile", "cuda_graphs"]
+    return names
+
+
+# ---------------------------------------------------------------- models
+
+
+def torchvision_twin(ours: GoogLeNet) -> nn.Module:
+    """torchvision's GoogLeNet computing the same function as ``ours`` (same stem, same weights)."""
+    tv = torchvision.models.googlenet(
+        weights=None, init_weights=True, aux_logits=ours.aux_logits, num_classes=ours.fc.out_features
+    )
+    if ours.stem == "small":
+        tv.conv1 = _basic_conv(ours.conv1.conv)
+    tv.load_state_dict(ours.state_dict(), strict=True)
+    return tv
+
+
+def _basic_conv(conv: nn.Conv2d) -> nn.Module:
+    """torchvision's own conv-BN-ReLU block shaped like ``conv`` (the small stem's 3x3/1)."""
+    from torchvision.models.googlenet import BasicConv2d
+
+    return BasicConv2d(conv.in_channels, conv.out_channels, kernel_size=3, stride=1, padding=1)
+
+
+@functools.lru_cache(maxsize=2)
+def _built(size: int, num_classes: int, stock: bool, seed: int) -> dict[str, nn.Module]:
+    torch.manual_seed(seed)
+    ours = GoogLeNet(num_classes, variant="torchvision", aux_logits=True, stem=stem_for(size))
+    models = {REFERENCE: torchvision_twin(ours), "ours": ours}
+    if stock and stem_for(size) == "small":
+        models["torchvision-stock"] = torchvision.models.googlenet(
+            weights=None, init_weights=True, aux_logits=True, num_classes=num_classes
+        )
+    return models
+
+
+def build_models(size: int, num_classes: int, stock: bool, seed: int) -> dict[str, nn.Module]:
+    """Fresh copies of one case's plain models, by name; ``ours-optimized`` is derived per mode later."""
+    return copy.deepcopy(_built(size, num_classes, stock, seed))
+
+
+def check_same_function(a: nn.Module, b: nn.Module, x: Tensor, atol: float = 1e-4) -> float:
+    """Largest logit difference between two models in eval mode; raises if above ``atol``."""
+    was = a.training, b.training
+    a.eval(), b.eval()
+    with torch.no_grad():
+        diff = (a(x) - b(x)).abs().max().item()
+    a.train(was[0]), b.train(was[1])
+    if diff > atol:
+        raise AssertionError(f"the models differ by {diff:.2e} > {atol:.0e}: not a like-for-like comparison")
+    return diff
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device: str) -> None:
+    """Start a new peak: CUDA's allocator statistics, or Linux's VmHWM (via /proc/self/clear_refs)."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak since the last reset: CUDA max allocated, else the process's peak resident set (RSS).
+
+    Where VmHWM is unavailable, falls back to getrusage's lifetime peak (it cannot be reset).
+    """
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        status = Path("/proc/self/status").read_text().splitlines()
+        line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def aux_loss(outputs: Sequence[Tensor], targets: Tensor) -> Tensor:
+    """The paper's loss for both models: main cross-entropy + 0.3 x each auxiliary head's."""
+    logits, aux2, aux1 = outputs
+    ce = F.cross_entropy
+    return ce(logits, targets) + AUX_LOSS_WEIGHT * (ce(aux1.float(), targets) + ce(aux2.float(), targets))
+
+
+def _autocast(setting: Setting, device: str) -> contextlib.AbstractContextManager:
+    if setting.autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, setting.autocast))
+
+
+def make_step(
+    model: nn.Module, mode: str, setting: Setting, x: Tensor, y: Tensor, device: str
+) -> Callable[[], None]:
+    """One timed unit: a training step (forward, loss, backward, SGD step) or an inference forward."""
+    if mode == "train":
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(setting, device):
+                loss = aux_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+    else:
+        model.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), _autocast(setting, device):
+                model(x)
+    return step
+
+
+def prepare(model: nn.Module, mode: str, setting: Setting, device: str) -> nn.Module:
+    """The model placed on the device in the setting's layout, compiled if the setting asks."""
+    model = model.to(device)
+    if setting.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if setting.compile:
+        model = torch.compile(model, mode=setting.compile)
+    return model
+
+
+@dataclass
+class Measurement:
+    """One model in one case, mode and setting: medians over repetitions, and the raw samples."""
+
+    size: int
+    stem: str
+    batch_size: int
+    mode: str
+    setting: str
+    model: str
+    images_per_s: float | None
+    ms_per_batch: float | None
+    peak_memory_mb: float | None
+    ratio: float | None  # median over repetitions of (this model's images/s) / torchvision's
+    counted: bool  # False for informational rows that are not like-for-like
+    samples_images_per_s: list[float]
+    error: str | None = None
+
+
+def _optimized(ours: nn.Module, mode: str) -> nn.Module:
+    return optimize_for_training(ours) if mode == "train" else optimize_for_inference(ours)
+
+
+def measure_case(
+    size: int, mode: str, setting: Setting, cfg: BenchConfig, log: Callable[[str], None] = print
+) -> list[Measurement]:
+    """Time every model of one (size, mode, setting), alternating them repetition by repetition."""
+    device, batch = cfg.device, cfg.batch_size or default_batch_size(size, cfg.device)
+    plain = build_models(size, cfg.num_classes, cfg.stock, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x = torch.randn(batch, 3, size, size, generator=gen)
+    y = torch.randint(0, cfg.num_classes, (batch,), generator=gen)
+    check_same_function(plain["ours"], plain[REFERENCE], x[:2])
+    plain["ours-optimized"] = _optimized(plain["ours"], mode)
+    x, y = x.to(device), y.to(device)
+    if setting.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    steps, peaks, errors = {}, {}, {}
+    for name, model in plain.items():
+        try:
+            step = make_step(prepare(model, mode, setting, device), mode, setting, x, y, device)
+            reset_peak_memory(device)
+            for _ in range(max(cfg.warmup, 3 if setting.compile else 1)):  # compile/graphs need more
+                step()
+            _sync(device)
+            steps[name], peaks[name] = step, peak_memory_mb(device)
+        except Exception as exc:  # a setting that does not work for a model is reported, not fatal
+            errors[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            log(f"  {name}: {errors[name]}")
+
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for rep in range(cfg.repetitions):
+        for name in names[rep % len(names):] + names[: rep % len(names)]:
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(cfg.iterations):
+                steps[name]()
+            _sync(device)
+            samples[name].append(batch * cfg.iterations / (time.perf_counter() - start))
+
+    rows = []
+    for name in plain:
+        s = samples.get(name)
+        comparable = name != "torchvision-stock"
+        ratio = None
+        if s and comparable and samples.get(REFERENCE):
+            ratio = statistics.median(a / b for a, b in zip(s, samples[REFERENCE], strict=True))
+        ips = statistics.median(s) if s else None
+        rows.append(Measurement(
+            size, stem_for(size), batch, mode, setting.name, name, ips,
+            1000 * batch / ips if ips else None, peaks.get(name), ratio, comparable, s or [],
+            errors.get(name),
+        ))
+    return rows
+
+
+# ---------------------------------------------------------------- running and reporting
+
+
+def environment(cfg: BenchConfig) -> dict:
+    """Machine and versions, so a result file says where its numbers come from."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
+        )
+    env = {
+        "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "device": cfg.device, "gpu": None,
+        "bf16_supported": bf16_supported(cfg.device),
+    }
+    if cfg.device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(cfg.device)
+        env["cuda"] = torch.version.cuda
+        env["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
+    versions = {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "googlenet": __version__,
+    }
+    return {"machine": env, "versions": versions}
+
+
+def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
+    """Run every (size, mode, setting) of ``cfg``; returns the JSON-ready result."""
+    settings = cfg.settings or available_settings(cfg.device)
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
+    results = []
+    for size in cfg.sizes:
+        for mode in cfg.modes:
+            for name in settings:
+                log(f"{size} px ({stem_for(size)} stem), {mode}, {name} ...")
+                results += measure_case(size, mode, SETTINGS[name], cfg, log)
+    out = {"schema": SCHEMA_VERSION, "command": command_line(cfg, settings)}
+    out.update(environment(cfg))
+    out["config"] = {**asdict(cfg), "settings": settings}
+    out["settings"] = {name: asdict(SETTINGS[name]) for name in settings}
+    out["results"] = [asdict(r) for r in results]
+    return out
+
+
+def command_line(cfg: BenchConfig, settings: Sequence[str]) -> str:
+    """The command that repeats a run of ``cfg`` (stored in the JSON)."""
+    args = [
+        "python -m googlenet.bench", "--sizes", *map(str, cfg.sizes), "--modes", *cfg.modes,
+        "--settings", *settings, "--repetitions", str(cfg.repetitions),
+        "--iterations", str(cfg.iterations), "--warmup", str(cfg.warmup),
+        "--num-classes", str(cfg.num_classes), "--device", cfg.device,
+    ]
+    if cfg.batch_size:
+        args += ["--batch-size", str(cfg.batch_size)]
+    return " ".join(args + ([] if cfg.stock else ["--no-stock"]))
+
+
+def format_table(result: dict) -> str:
+    """The results as a plain-text table, one row per model."""
+    head = f"{'size':>5} {'stem':8} {'batch':>5} {'mode':5} {'setting':18} {'model':18} " \
+           f"{'img/s':>8} {'ms/batch':>9} {'peak MB':>8} {'ratio':>6}"
+    lines = [head, "-" * len(head)]
+    for r in result["results"]:
+        if r["error"]:
+            lines.append(f"{r['size']:>5} {r['stem']:8} {r['batch_size']:>5} {r['mode']:5} "
+                         f"{r['setting']:18} {r['model']:18} failed: {r['error'][:60]}")
+            continue
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "info" if not r["counted"] else "-"
+        mem = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] is not None else "-"
+        lines.append(
+            f"{r['size']:>5} {r['stem']:8} {r['batch_size']:>5} {r['mode']:5} {r['setting']:18} "
+            f"{r['model']:18} {r['images_per_s']:8.1f} {r['ms_per_batch']:9.1f} {mem:>8} {ratio:>6}"
+        )
+    return "\n".join(lines)
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """A result file written by this benchmark, checked against the schema it expects."""
+    result = json.loads(Path(path).read_text())
+    if result.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema {result.get('schema')!r}, expected {SCHEMA_VERSION}")
+    missing = {"command", "machine", "versions", "config", "results"} - result.keys()
+    if missing:
+        raise ValueError(f"{path}: missing keys {sorted(missing)}")
+    fields = set(Measurement.__dataclass_fields__)
+    for row in result["results"]:
+        if fields - row.keys():
+            raise ValueError(f"{path}: a result row lacks {sorted(fields - row.keys())}")
+    return result
+
+
+def ratio_rows(result: dict, model: str = "ours-optimized") -> list[dict]:
+    """The counted rows of one model, each with its ratio to torchvision."""
+    return [r for r in result["results"] if r["model"] == model and r["ratio"] is not None]
+
+
+def plot_ratios(result: dict, ax=None, title: str | None = None):
+    """Bar chart of ours/torchvision per (size, mode, setting), for plain and optimized ours."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        ax = plt.subplots(figsize=(9, 3.8))[1]
+    order = {name: i for i, name in enumerate(result["config"]["settings"])}
+    keys = sorted({(r["size"], r["mode"], r["setting"]) for r in result["results"] if r["ratio"] is not None},
+                  key=lambda k: (-k[0], MODES.index(k[1]), order.get(k[2], len(order))))
+    labels = [f"{s} px {m}\n{st}" for s, m, st in keys]
+    width = 0.38
+    for i, model in enumerate(("ours", "ours-optimized")):
+        ratios = {(r["size"], r["mode"], r["setting"]): r["ratio"] for r in ratio_rows(result, model)}
+        xs = [k + (i - 0.5) * width for k in range(len(keys))]
+        ax.bar(xs, [ratios.get(k, 0.0) for k in keys], width, label=model)
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks(range(len(keys)), labels, fontsize=7)
+    ax.set_ylabel("images/s, ours / torchvision")
+    machine = result["machine"]
+    ax.set_title(title or f"{machine['gpu'] or machine['cpu']}", fontsize=9)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | None]:
+    """Command-line options -> (config, JSON path or None)."""
+    p = argparse.ArgumentParser(
+        prog="python -m googlenet.bench",
+        description="Training and inference speed of our GoogLeNet against torchvision's, same weights "
+                    "and settings; prints a table and optionally writes JSON.",
+    )
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 32],
+                   help="input sizes in px; <=64 uses the small stem (default: 224 32)")
+    p.add_argument("--batch-size", type=int, help="default: 8 at 224 px and 32 at 32 px on CPU")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--settings", nargs="+", choices=list(SETTINGS),
+                   help="default: fp32, channels_last, and bf16 variants where fast; compile and "
+                        "cuda_graphs on CUDA")
+    p.add_argument("--repetitions", type=int, default=7, help="alternating rounds (default 7)")
+    p.add_argument("--iterations", type=int, default=1, help="timed steps per model per round (default 1)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per model (default 1)")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-stock", action="store_true",
+                   help="leave out unmodified torchvision at small sizes (an informational row)")
+    p.add_argument("--quick", action="store_true",
+                   help="the book's live run: 32 px, batch 16, 5 rounds, no NCHW bf16 (about a minute "
+                        "on 2 CPU cores)")
+    p.add_argument("--json", type=Path, help="write the results here")
+    a = p.parse_args(argv)
+    cfg = BenchConfig(
+        sizes=a.sizes, batch_size=a.batch_size, modes=a.modes, settings=a.settings,
+        repetitions=a.repetitions, iterations=a.iterations, warmup=a.warmup,
+        num_classes=a.num_classes, device=a.device, stock=not a.no_stock,
+    )
+    return (quick_config(cfg) if a.quick else cfg), a.json
+
+
+def quick_config(cfg: BenchConfig | None = None) -> BenchConfig:
+    """The setting the book runs live: about a minute on two CPU cores."""
+    cfg = cfg or BenchConfig()
+    cfg.sizes, cfg.batch_size, cfg.repetitions = [32], cfg.batch_size or 16, 5
+    cfg.settings = cfg.settings or [s for s in available_settings(cfg.device) if s != "bf16"]
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark from the command line: print the table, optionally write JSON."""
+    cfg, json_path = parse_args(argv)
+    result = run_benchmark(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_table(result))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {json_path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
