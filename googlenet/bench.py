@@ -40,6 +40,7 @@ from . import __version__
 from .architecture import AUX_LOSS_WEIGHT
 from .model import GoogLeNet
 from .optimize import optimize_for_inference, optimize_for_training
+from .train import has_fast_bf16
 
 SCHEMA_VERSION = 1
 REFERENCE = "torchvision"
@@ -98,23 +99,13 @@ def default_batch_size(size: int, device: str) -> int:
     return 128 if size > 64 else 512
 
 
-def bf16_supported(device: str) -> bool:
-    """Whether bf16 autocast has fast kernels here (CUDA: Ampere or newer; CPU: oneDNN bf16)."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def available_settings(device: str) -> list[str]:
     """The default settings for a device: fp32 and layout, bf16 where fast; compilation on CUDA."""
     names = ["fp32", "channels_last"]
-    if bf16_supported(device):
+    if has_fast_bf16(device):
         names += ["bf16", "bf16+channels_last"]
-        if device.startswith("cuda"):
-            names += ["compile", "cuda_graphs"]
+    if device.startswith("cuda"):
+        names += ["compile", "cuda_graphs"]
     return names
 
 
@@ -338,7 +329,7 @@ def environment(cfg: BenchConfig) -> dict:
     env = {
         "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "device": cfg.device, "gpu": None,
-        "bf16_supported": bf16_supported(cfg.device),
+        "bf16_supported": has_fast_bf16(cfg.device),
     }
     if cfg.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(cfg.device)

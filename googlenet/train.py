@@ -499,8 +499,14 @@ def _write_json(obj: Any, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- presets
-def _cpu_has_fast_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), which makes bf16 autocast pay off."""
+def has_fast_bf16(device: str | torch.device) -> bool:
+    """Whether bf16 autocast pays off here: CUDA with bf16 support, or a CPU with native bf16
+    instructions (AVX512-BF16 or AMX; elsewhere oneDNN emulates bf16, slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -521,7 +527,7 @@ def fashion_mnist_config(device: str = "auto", *, verbose: bool = True, **overri
     dev = pick_device(device)
     common = {"dataset": "fashion_mnist", "channels_last": True, "device": str(dev)}
     if dev.type == "cpu":
-        bf16 = _cpu_has_fast_bf16()
+        bf16 = has_fast_bf16(dev)
         config = TrainConfig(**common, epochs=2, time_limit=QUICK_CPU_SECONDS, amp="bf16" if bf16 else "none")
         why = (f"No GPU: quick CPU setting, at most {config.epochs} epochs and {QUICK_CPU_SECONDS} s of "
                f"training{' in bf16' if bf16 else ''}; a GPU runs the full 30 epochs.")
