@@ -17,6 +17,9 @@ from torch import nn
 
 from .model import GoogLeNet
 
+# The reference runs trained for the book, committed with the repository (see book/results/).
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "book" / "results"
+
 FORMAT = "googlenet-checkpoint"
 VERSION = 1
 METADATA_KEYS = ("model_kwargs", "classes", "mean", "std", "dataset", "image_size", "resize")
@@ -115,3 +118,28 @@ def load_model(
     meta = {k: state[k] for k in METADATA_KEYS}
     meta.update(epoch=state.get("epoch"), history=state.get("history"))
     return model.to(map_location).eval(), meta
+
+
+def export_for_evaluation(
+    src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16
+) -> Path:
+    """Write a small evaluation-only copy of a training checkpoint: the evaluation weights (averaged
+    ones if kept) in ``dtype`` and the metadata; no optimizer, scaler or RNG state."""
+    state = read_checkpoint(src)
+    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in evaluation_weights(state).items()}
+    small = {k: state[k] for k in METADATA_KEYS}
+    small.update(model=weights, average=None, epoch=state.get("epoch"), step=state.get("step"))
+    return save_checkpoint(small, dst)
+
+
+def reference_checkpoint(name: str) -> Path:
+    """The committed checkpoint of a reference run (``"fashion_mnist_small"``, ``"fashion_mnist_96"``).
+
+    They ship with the repository, not with a pip-installed package: use a clone.
+    """
+    path = REFERENCE_DIR / name / "model.pt"
+    if not path.is_file():
+        known = sorted(p.parent.name for p in REFERENCE_DIR.glob("*/model.pt"))
+        hint = f"known: {', '.join(known)}" if known else "reference runs ship with a clone of the repository"
+        raise FileNotFoundError(f"no reference checkpoint {name!r} at {path}; {hint}")
+    return path

@@ -275,7 +275,8 @@ def load_data(
         root: the folder datasets live in (default :func:`default_root`); for ``"folder"``, the tree.
         download: fetch missing files (needs internet); otherwise a missing dataset raises
             :class:`DatasetNotFoundError`.
-        image_size: side of the (square) training images; image files only (default 224).
+        image_size: side of the (square) images the model sees (default: the dataset's own size;
+            224 for image files). In-memory datasets are resized on the device, bilinearly.
         subset: keep a fixed random ``subset`` of each split, for quick experiments and tests.
         mean, std: normalisation; default the dataset's written-down :data:`STATS` (for an
             ImageFolder tree, estimated from its training images).
@@ -285,7 +286,7 @@ def load_data(
     if name in IN_MEMORY:
         load = _fashion_mnist if name == "fashion_mnist" else _cifar10
         (train, classes), (test, _) = load(root, True, download), load(root, False, download)
-        image_size = resize = NATIVE_SIZE[name]
+        image_size = resize = image_size or NATIVE_SIZE[name]
         channels = train.images.shape[1]
         if mean is None or std is None:
             mean, std = STATS[name]
@@ -350,7 +351,7 @@ class TensorLoader:
         self, data: TensorImages, batch_size: int, device: torch.device | str, *,
         mean: Sequence[float], std: Sequence[float], shuffle: bool = False, augment: bool = False,
         pad: int = 4, seed: int = 0, rank: int = 0, world_size: int = 1,
-        store_device: torch.device | str | None = None,
+        store_device: torch.device | str | None = None, size: int | None = None,
     ) -> None:
         self.device = torch.device(device)
         store = torch.device(store_device) if store_device is not None else self.device
@@ -360,6 +361,7 @@ class TensorLoader:
         self.std = torch.tensor(std, device=self.device).view(view)
         self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        self.size = size if size is not None and size != data.images.shape[-1] else None
         self._len = _num_batches(len(self._indices()), batch_size, drop_last=shuffle)  # same every epoch
 
     def set_epoch(self, epoch: int) -> None:
@@ -382,6 +384,9 @@ class TensorLoader:
             if self.augment:
                 x = augment_batch(x, self.pad, gen)
             x = x.to(self.device, non_blocking=True).float().div_(255)
+            if self.size is not None:  # e.g. Fashion-MNIST at 96 px for the ImageNet stem
+                x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                                                    align_corners=False)
             yield (x - self.mean) / self.std, self.labels[take].to(self.device, non_blocking=True)
 
 
@@ -447,7 +452,8 @@ def make_loader(
     if isinstance(part, TensorImages):
         return TensorLoader(
             part, batch_size, device, mean=data.mean, std=data.std, shuffle=train, augment=train and augment,
-            pad=PAD.get(data.name, 4), store_device=None if on_device else "cpu", **shard,
+            pad=PAD.get(data.name, 4), store_device=None if on_device else "cpu", size=data.image_size,
+            **shard,
         )
     if train and not augment:
         part = _with_transform(part, eval_transform(data.image_size, data.mean, data.std, resize=data.resize))
