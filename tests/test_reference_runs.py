@@ -1,0 +1,57 @@
+"""The committed reference runs (book/results/<run>/): they load safely, reach their goals, and the
+accuracy each metrics.json records is what a fresh evaluation of the committed weights measures."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import googlenet
+
+RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+# run -> (lowest test accuracy it must reach, most seconds of training it may take)
+GOALS = {"fashion_mnist_small": (0.940, 40 * 60), "fashion_mnist_96": (0.920, 60 * 60)}
+PROVENANCE = ("command", "machine", "versions", "date", "commit")
+
+
+def metrics(run: str) -> dict:
+    return json.loads((RESULTS / run / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("run", GOALS)
+def test_checkpoint_loads_with_weights_only(run):
+    path = googlenet.reference_checkpoint(run)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code can run
+    assert "optimizer" not in state, "commit evaluation weights only"
+    assert path.stat().st_size < 20e6
+    model, meta = googlenet.load_model(path)
+    assert not model.training and meta["dataset"] == "fashion_mnist"
+    assert meta["model_kwargs"] == metrics(run)["model_kwargs"]
+
+
+@pytest.mark.parametrize("run", GOALS)
+def test_metrics_record_provenance_and_reach_the_goal(run):
+    m = metrics(run)
+    assert all(m.get(key) for key in PROVENANCE), [k for k in PROVENANCE if not m.get(k)]
+    assert m["command"].startswith("python -m googlenet.train")
+    goal, budget = GOALS[run]
+    assert m["test_acc"] >= goal
+    assert m["train_time_s"] <= budget * 1.01  # the time limit stops within one step of it
+    assert m["epochs"][-1]["test_acc"] == m["test_acc"]
+
+
+@pytest.mark.parametrize("run", GOALS)
+def test_recorded_accuracy_matches_a_fresh_evaluation(run, fmnist_root, tmp_path):
+    """What `python -m googlenet.evaluate` prints for the committed weights is what training recorded."""
+    checkpoint = str(googlenet.reference_checkpoint(run))
+    command = [sys.executable, "-m", "googlenet.evaluate", "--checkpoint", checkpoint, "--device", "cpu",
+               "--data-root", str(fmnist_root), "--out", str(tmp_path / "confusion.png")]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    accuracy = float(re.search(r"accuracy (\d+\.\d+)% on 10000 images", out).group(1)) / 100
+    assert abs(accuracy - metrics(run)["test_acc"]) <= 0.003, (accuracy, metrics(run)["test_acc"])
