@@ -6,7 +6,6 @@ chapter's folder as the working directory, locally, in the book build, under nbv
 
 
 # --------------------------------------------------------------------------- the training chapters' run
-from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
 from googlenet import TrainConfig  # noqa: E402
@@ -23,15 +22,15 @@ def fashion_mnist_config(device: str = "auto", *, verbose: bool = True, **overri
     GPU: 30 epochs with mixed precision and an EMA of the weights.
     """
     dev = pick_device(device)
-    common = {"dataset": "fashion_mnist", "channels_last": True, "device": str(dev)}
+    settings = {"dataset": "fashion_mnist", "channels_last": True, "device": str(dev)}
     if dev.type == "cpu":
         bf16 = fast_bf16(dev)
-        config = TrainConfig(**common, epochs=2, time_limit=QUICK_CPU_SECONDS, amp="bf16" if bf16 else "none")
-        why = (f"No GPU: quick CPU setting, at most {config.epochs} epochs and {QUICK_CPU_SECONDS} s of "
+        settings.update(epochs=2, time_limit=QUICK_CPU_SECONDS, amp="bf16" if bf16 else "none")
+        why = (f"No GPU: quick CPU setting, at most 2 epochs and {QUICK_CPU_SECONDS} s of "
                f"training{' in bf16' if bf16 else ''}; a GPU runs the full 30 epochs.")
     else:
-        config = TrainConfig(**common, epochs=30, batch_size=256, lr=0.2, amp="auto", average="ema")
-        why = f"GPU found ({dev.type}): full setting, {config.epochs} epochs with mixed precision and EMA."
+        settings.update(epochs=30, batch_size=256, lr=0.2, amp="auto", average="ema")
+        why = f"GPU found ({dev.type}): full setting, 30 epochs with mixed precision and EMA."
     if verbose:
         print(why)
-    return replace(config, **overrides)
+    return TrainConfig(**{**settings, **overrides})

@@ -219,7 +219,7 @@ def provenance(command: str | None) -> dict[str, Any]:
         "command": command, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "gpu": gpu},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+        "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
                      "torchvision": torchvision.__version__, "googlenet": __version__},
         "git_commit": git_commit(),
     }
