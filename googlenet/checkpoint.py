@@ -180,7 +180,8 @@ def export_for_evaluation(
     ones if kept) in ``dtype`` and the metadata; no optimizer, scaler or RNG state."""
     state = read_checkpoint(src)
     weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in evaluation_weights(state).items()}
-    return save_checkpoint(dst, state, weights, progress={"epoch": state.get("epoch"), "step": state.get("step")})
+    progress = {"epoch": state.get("epoch"), "step": state.get("step")}
+    return save_checkpoint(dst, state, weights, progress=progress)
 
 
 def reference_checkpoint(name: str) -> Path:

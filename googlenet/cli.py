@@ -38,7 +38,8 @@ def checked(kind: type, check: tuple[Callable[[Any], bool], str]) -> Callable[[s
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+            article = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {article}") from None
         if not ok(value):
             raise argparse.ArgumentTypeError(f"{text} is not {expected}")
         return value

@@ -39,7 +39,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def stem_for(image_size: int) -> str:
-    """The stem an image size calls for: ``"small"`` below :data:`SMALL_STEM_BELOW` px, else ``"imagenet"``."""
+    """The stem an image size calls for: ``"small"`` below :data:`SMALL_STEM_BELOW` px, else ImageNet's."""
     return "small" if image_size < SMALL_STEM_BELOW else "imagenet"
 
 

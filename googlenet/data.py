@@ -430,7 +430,8 @@ class BatchLoader:
         seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
     ) -> None:
         self.device = torch.device(device)
-        self.sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
+        shard = {"seed": seed, "rank": rank, "world_size": world_size}
+        self.sampler = ShardSampler(len(dataset), shuffle=shuffle, **shard)
         self.loader = DataLoader(
             SeededSamples(dataset), batch_size, sampler=self.sampler, num_workers=workers,
             persistent_workers=workers > 0, drop_last=shuffle and len(self.sampler) >= batch_size,

@@ -50,7 +50,8 @@ def cpuinfo() -> str:
 
 def cpu_name() -> str:
     """The CPU's model name, for the record of where a number was measured."""
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo().splitlines() if line.startswith("model name")]
+    lines = cpuinfo().splitlines()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     return names[0] if names else platform.processor() or platform.machine()
 
 

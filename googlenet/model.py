@@ -22,6 +22,8 @@ from .architecture import (
     INCEPTION_ROWS,
     STEM_CHANNELS,
     Row,
+)
+from .architecture import (
     inception_out_channels as out_channels,
 )
 

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> list[list[tuple[str, float]]]:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to classify")
     parser.add_argument("--checkpoint", required=True, type=Path,
                         help="checkpoint.pt written by `python -m googlenet.train` (in its --out-dir)")
-    parser.add_argument("--top", type=checked(int, AT_LEAST_1), default=5, help="how many classes to list per image (default: 5)")
+    parser.add_argument("--top", type=checked(int, AT_LEAST_1), default=5,
+                        help="how many classes to list per image (default: 5)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps, or auto (default)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.images if not p.is_file()]

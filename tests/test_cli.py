@@ -61,7 +61,8 @@ def test_help_explains_each_command(module, words, capsys):
 def fails(*args: str) -> str:
     """Run a command that must refuse its input: one line on stderr, exit status 2, no traceback."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, env=env)
+    cmd = [sys.executable, "-m", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: "), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
