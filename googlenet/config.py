@@ -74,6 +74,8 @@ class TrainConfig:
 
     Fields left at None take the value of ``recipe`` (:data:`RECIPES`): ``"fast"``, a modern
     one-cycle recipe, or ``"paper"``, the paper's SGD with a step schedule and Polyak averaging.
+    The values are resolved when the config is made, so ``dataclasses.replace(config, recipe=...)``
+    keeps the old recipe's values: make a new ``TrainConfig(recipe=..., ...)`` instead.
     """
 
     # data

@@ -18,8 +18,10 @@ import googlenet.engine as engine
 from googlenet import GoogLeNet, TrainConfig
 from googlenet.checkpoint import (
     CheckpointError,
+    export_for_evaluation,
     load_model,
     read_checkpoint,
+    reference_checkpoint,
     save_checkpoint,
     write_atomically,
 )
@@ -232,3 +234,35 @@ def test_two_process_ddp_on_cpu(fmnist_root, tmp_path):
     assert history["world_size"] == 2 and history["epochs"][0]["images"] == 64  # 2 ranks x 2 batches x 16
     assert history["command"].startswith("python -m googlenet.train --data-root")
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
+
+
+def test_checkpoints_of_every_kind_load(fmnist_root, tmp_path):
+    config = tiny_config(tmp_path, fmnist_root, epochs=1, subset=16, average="ema")
+    train(config)
+    model, meta = load_model(config.run_dir / "checkpoint.pt")
+    small = export_for_evaluation(config.run_dir / "checkpoint.pt", tmp_path / "model.pt")
+    state = read_checkpoint(small)
+    assert state["optimizer"] is None and state["rng"] is None
+    assert state["model"]["fc.weight"].dtype == torch.half
+    exported, meta_small = load_model(small)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(exported(x), model(x), atol=1e-2)
+    assert meta_small["classes"] == meta["classes"] and meta_small["epoch"] == 1
+
+    # a checkpoint as the previous layout wrote it: the RNG state a bare tensor, no provenance
+    old = {k: state[k] for k in ("model_kwargs", "classes", "mean", "std", "dataset", "image_size", "resize")}
+    old.update(format="googlenet-checkpoint", version=1, model=model.state_dict(), optimizer={}, scaler={},
+               average={"weights": model.state_dict(), "updates": 3}, rng=torch.get_rng_state(), epoch=1)
+    legacy, _ = load_model(write_atomically(old, tmp_path / "old.pt"))
+    with torch.no_grad():
+        assert torch.equal(legacy(x), model(x))
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+
+
+def test_committed_checkpoints_load():
+    for path in sorted(RESULTS.glob("*/model.pt")):  # one test, not a parametrized one that may be empty
+        model, meta = load_model(reference_checkpoint(path.parent.name))
+        assert not model.training and len(meta["classes"]) == model.fc.out_features, path
