@@ -385,6 +385,7 @@ class ShardSampler(Sampler):
     def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.shuffle, self.seed, self.rank, self.world_size = n, shuffle, seed, rank, world_size
         self.epoch = 0
+        self._len = len(self._indices())  # the same every epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -394,7 +395,7 @@ class ShardSampler(Sampler):
                              rank=self.rank, world_size=self.world_size)
 
     def __len__(self) -> int:
-        return len(self._indices())
+        return self._len
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         base = (self.seed * 100_003 + self.epoch) * 1_000_003

@@ -22,9 +22,7 @@ from .architecture import (
     INCEPTION_ROWS,
     STEM_CHANNELS,
     Row,
-)
-from .architecture import (
-    inception_out_channels as out_channels,
+    inception_out_channels,
 )
 
 VARIANTS = ("paper", "torchvision")
@@ -187,6 +185,9 @@ class GoogLeNet(nn.Module):
         def inception(name: str, in_ch: int) -> Inception:
             return Inception(in_ch, *channels(rows[name]), batch_norm=bn, kernel5=k5)
 
+        def width(name: str) -> int:  # channels a module outputs: its four branches concatenated
+            return inception_out_channels(rows[name])
+
         if stem == "imagenet":
             self.conv1 = ConvBlock(in_channels, c1, bn, kernel_size=7, stride=2, padding=3)
         else:  # keep full resolution: 32 px reaches the Inception modules at 8x8
@@ -199,29 +200,29 @@ class GoogLeNet(nn.Module):
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
         self.inception3a = inception("inception3a", c3)
-        self.inception3b = inception("inception3b", out_channels(rows["inception3a"]))
+        self.inception3b = inception("inception3b", width("inception3a"))
         self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception4a = inception("inception4a", out_channels(rows["inception3b"]))
-        self.inception4b = inception("inception4b", out_channels(rows["inception4a"]))
-        self.inception4c = inception("inception4c", out_channels(rows["inception4b"]))
-        self.inception4d = inception("inception4d", out_channels(rows["inception4c"]))
-        self.inception4e = inception("inception4e", out_channels(rows["inception4d"]))
+        self.inception4a = inception("inception4a", width("inception3b"))
+        self.inception4b = inception("inception4b", width("inception4a"))
+        self.inception4c = inception("inception4c", width("inception4b"))
+        self.inception4d = inception("inception4d", width("inception4c"))
+        self.inception4e = inception("inception4e", width("inception4d"))
         self.maxpool4 = nn.MaxPool2d(3 if paper else 2, stride=2, ceil_mode=True)  # torchvision: 2x2/2
-        self.inception5a = inception("inception5a", out_channels(rows["inception4e"]))
-        self.inception5b = inception("inception5b", out_channels(rows["inception5a"]))
+        self.inception5a = inception("inception5a", width("inception4e"))
+        self.inception5b = inception("inception5b", width("inception5a"))
 
         if aux_logits:
             # the paper pools 5x5/3 (14x14 -> 4x4 at 224 px); torchvision pools adaptively to 4x4
             pool = (lambda: nn.AvgPool2d(5, stride=3)) if paper and stem == "imagenet" else lambda: None
             aux = {"batch_norm": bn, "dropout": aux_dropout}
-            self.aux1 = InceptionAux(out_channels(rows[AUX_AFTER["aux1"]]), num_classes, pool=pool(), **aux)
-            self.aux2 = InceptionAux(out_channels(rows[AUX_AFTER["aux2"]]), num_classes, pool=pool(), **aux)
+            self.aux1 = InceptionAux(width(AUX_AFTER["aux1"]), num_classes, pool=pool(), **aux)
+            self.aux2 = InceptionAux(width(AUX_AFTER["aux2"]), num_classes, pool=pool(), **aux)
         else:
             self.aux1 = self.aux2 = None
 
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(out_channels(rows["inception5b"]), num_classes)
+        self.fc = nn.Linear(width("inception5b"), num_classes)
         self.min_input_size = _min_input_size(self)
         self._init_weights()
 
