@@ -215,8 +215,9 @@ def log_window(run: Run, window: Tensor, speed: float, lr: float) -> tuple[float
 def provenance(command: str | None) -> dict[str, Any]:
     """Where and how a run was made: command line, machine, versions, date (UTC) and git commit."""
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    now = datetime.datetime.now(datetime.timezone.utc)
     return {
-        "command": command, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": command, "date": now.isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "gpu": gpu},
         "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
