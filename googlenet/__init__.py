@@ -1,8 +1,16 @@
-"""GoogLeNet (Inception-v1) in plain PyTorch: the package the book imports."""
+"""GoogLeNet (Inception-v1) in plain PyTorch: the package the book imports.
+
+Layers, each importing only from those above it: ``architecture`` (Table 1 as data), ``model``;
+then ``compat``, ``table``, ``receptive``, ``features``, ``optimize``, ``checkpoint``, ``data``,
+``device``, ``metrics``, ``plots``; then ``config``; then ``engine`` (the training loop,
+``googlenet.engine.train``); then the command lines ``cli``, ``train``, ``evaluate``, ``predict``
+and the benchmark ``bench``.
+"""
 
 from .architecture import PAPER_TABLE1, Row
 from .checkpoint import load_model, reference_checkpoint
 from .compat import from_torchvision
+from .config import TrainConfig
 from .model import (
     ConvBlock,
     GoogLeNet,
@@ -16,6 +24,6 @@ from .table import MeasuredRow, table1
 __all__ = [
     "PAPER_TABLE1", "Row", "load_model", "reference_checkpoint", "from_torchvision", "ConvBlock", "GoogLeNet",
     "GoogLeNetOutputs",
-    "Inception", "InceptionAux", "googlenet_loss", "MeasuredRow", "table1",
+    "Inception", "InceptionAux", "googlenet_loss", "MeasuredRow", "table1", "TrainConfig",
 ]
 __version__ = "0.1.0"

@@ -16,7 +16,6 @@ ours/torchvision as the median of the per-repetition ratios. The models:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import functools
@@ -38,9 +37,11 @@ from torch import Tensor, nn
 
 from . import __version__
 from .architecture import AUX_LOSS_WEIGHT
+from .cli import Parser, checked, run_main
+from .config import AT_LEAST_1, NON_NEGATIVE, SMALL_STEM_BELOW, stem_for
+from .device import cpu_name, fast_bf16, pick_device
 from .model import GoogLeNet
 from .optimize import optimize_for_inference, optimize_for_training
-from .train import has_fast_bf16
 
 SCHEMA_VERSION = 1
 REFERENCE = "torchvision"
@@ -82,27 +83,23 @@ class BenchConfig:
     iterations: int = 1  # timed steps per model per repetition: 1 pairs the models most tightly
     warmup: int = 1
     num_classes: int = 1000
-    device: str = "cpu"
+    device: str = "auto"  # resolved to a concrete device ("cuda:0", "cpu") by run_benchmark
     stock: bool = True  # add unmodified torchvision at small sizes (informational)
     seed: int = 0
 
 
-def stem_for(size: int) -> str:
-    """The stem a size calls for: the small 3x3/1 stem up to 64 px, the ImageNet stem above."""
-    return "small" if size <= 64 else "imagenet"
-
-
 def default_batch_size(size: int, device: str) -> int:
     """A batch that keeps the CPU run to minutes and fills a GPU reasonably."""
+    large = stem_for(size) == "imagenet"
     if device == "cpu":
-        return 8 if size > 64 else 32
-    return 128 if size > 64 else 512
+        return 8 if large else 32
+    return 128 if large else 512
 
 
 def available_settings(device: str) -> list[str]:
     """The default settings for a device: fp32 and layout, bf16 where fast; compilation on CUDA."""
     names = ["fp32", "channels_last"]
-    if has_fast_bf16(device):
+    if fast_bf16(device):
         names += ["bf16", "bf16+channels_last"]
     if device.startswith("cuda"):
         names += ["compile", "cuda_graphs"]
@@ -320,16 +317,10 @@ def measure_case(
 
 def environment(cfg: BenchConfig) -> dict:
     """Machine and versions, so a result file says where its numbers come from."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
-        )
     env = {
-        "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+        "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "device": cfg.device, "gpu": None,
-        "bf16_supported": has_fast_bf16(cfg.device),
+        "bf16_supported": fast_bf16(cfg.device),
     }
     if cfg.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(cfg.device)
@@ -344,6 +335,7 @@ def environment(cfg: BenchConfig) -> dict:
 
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     """Run every (size, mode, setting) of ``cfg``; returns the JSON-ready result."""
+    cfg.device = str(pick_device(cfg.device))
     settings = cfg.settings or available_settings(cfg.device)
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
@@ -440,23 +432,27 @@ def plot_ratios(result: dict, ax=None, title: str | None = None):
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | None]:
     """Command-line options -> (config, JSON path or None)."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m googlenet.bench",
         description="Training and inference speed of our GoogLeNet against torchvision's, same weights "
                     "and settings; prints a table and optionally writes JSON.",
     )
-    p.add_argument("--sizes", type=int, nargs="+", default=[224, 32],
-                   help="input sizes in px; <=64 uses the small stem (default: 224 32)")
-    p.add_argument("--batch-size", type=int, help="default: 8 at 224 px and 32 at 32 px on CPU")
+    p.add_argument("--sizes", type=checked(int, AT_LEAST_1), nargs="+", default=[224, 32],
+                   help=f"input sizes in px; below {SMALL_STEM_BELOW} px the small stem (default: 224 32)")
+    p.add_argument("--batch-size", type=checked(int, AT_LEAST_1),
+                   help="default: 8 at 224 px and 32 at 32 px on CPU")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS),
                    help="default: fp32, channels_last, and bf16 variants where fast; compile and "
                         "cuda_graphs on CUDA")
-    p.add_argument("--repetitions", type=int, default=7, help="alternating rounds (default 7)")
-    p.add_argument("--iterations", type=int, default=1, help="timed steps per model per round (default 1)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps per model (default 1)")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--repetitions", type=checked(int, AT_LEAST_1), default=7,
+                   help="alternating rounds (default 7)")
+    p.add_argument("--iterations", type=checked(int, AT_LEAST_1), default=1,
+                   help="timed steps per model per round (default 1)")
+    p.add_argument("--warmup", type=checked(int, NON_NEGATIVE), default=1,
+                   help="untimed steps per model (default 1)")
+    p.add_argument("--num-classes", type=checked(int, AT_LEAST_1), default=1000)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps, or auto (default)")
     p.add_argument("--no-stock", action="store_true",
                    help="leave out unmodified torchvision at small sizes (an informational row)")
     p.add_argument("--quick", action="store_true",
@@ -473,10 +469,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | N
 
 
 def quick_config(cfg: BenchConfig | None = None) -> BenchConfig:
-    """The setting the book runs live: about a minute on two CPU cores."""
+    """The setting the book runs live: about a minute on two CPU cores; nothing compiled on a GPU."""
     cfg = cfg or BenchConfig()
+    cfg.device = str(pick_device(cfg.device))
     cfg.sizes, cfg.batch_size, cfg.repetitions = [32], cfg.batch_size or 16, 5
-    cfg.settings = cfg.settings or [s for s in available_settings(cfg.device) if s != "bf16"]
+    live = [s for s in available_settings(cfg.device) if s != "bf16" and not SETTINGS[s].compile]
+    cfg.settings = cfg.settings or live
     return cfg
 
 
@@ -493,4 +491,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

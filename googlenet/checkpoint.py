@@ -1,9 +1,11 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``, checked before anything is loaded.
+"""Checkpoints: the one place their schema is written and read.
 
 A checkpoint is a plain dict of tensors, numbers and strings (so the safe ``weights_only`` loader
-reads it): the model's constructor arguments, class names, normalisation, the training weights,
-the averaged (EMA/Polyak) weights if any, optimizer and RNG state, and the metrics history.
-:func:`load_model` rebuilds a ready-to-use model from the file alone.
+reads it), written atomically: the model's constructor arguments, class names, normalisation
+(:data:`METADATA_KEYS`), the training weights, the averaged (EMA/Polyak) weights if any, and,
+for a run that can resume, the optimizer, gradient-scaler and RNG state (CPU and the current
+CUDA device), the progress counters and the metrics history. :func:`load_model` rebuilds a
+ready-to-use model from the file alone.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from .model import GoogLeNet
 
@@ -29,20 +32,70 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: corrupt, truncated, not ours, or for another model."""
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then a rename.
+def save_checkpoint(
+    path: str | Path, meta: dict[str, Any], model: nn.Module | dict[str, torch.Tensor], *,
+    average: AveragedModel | None = None, optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None, progress: dict[str, Any] | None = None,
+    history: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint to ``path`` atomically (a temporary file, then a rename).
 
-    A crash mid-write leaves the previous checkpoint intact, never a truncated one.
+    ``meta`` holds :data:`METADATA_KEYS`; ``model`` is the model or its weights. Passing the
+    ``optimizer`` makes the checkpoint resumable: it then also keeps the scaler and RNG state.
+    ``progress`` holds the counters the training loop resumes from (epoch, step, ...).
+    """
+    state = {k: meta[k] for k in METADATA_KEYS}
+    state.update(progress or {}, history=history, average=None, optimizer=None, scaler=None, rng=None)
+    state["model"] = model.state_dict() if isinstance(model, nn.Module) else model
+    if average is not None:
+        state["average"] = {"weights": average.module.state_dict(), "updates": int(average.n_averaged)}
+    if optimizer is not None:
+        state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict() if scaler else None,
+                     rng=rng_state())
+    return write_atomically({"format": FORMAT, "version": VERSION, **state}, path)
+
+
+def write_atomically(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename it to ``path``.
+
+    A crash mid-write leaves the previous file intact, never a truncated one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+def rng_state() -> dict[str, torch.Tensor | None]:
+    """The global random state: the CPU generator and, when CUDA is in use, the current device's."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def restore_training(
+    state: dict[str, Any], model: nn.Module, *, average: AveragedModel | None,
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+) -> None:
+    """Load a resumable checkpoint's weights, average, optimizer, scaler and RNG state in place."""
+    if state.get("optimizer") is None:
+        raise CheckpointError("this checkpoint holds no optimizer state (an evaluation-only copy?): "
+                              "it cannot be resumed")
+    check_state_dict(model, state["model"])
+    model.load_state_dict(state["model"])
+    if average is not None and state["average"] is not None:
+        average.module.load_state_dict(state["average"]["weights"])
+        average.n_averaged.fill_(state["average"]["updates"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["cpu"])
+    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng"]["cuda"])
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -127,9 +180,8 @@ def export_for_evaluation(
     ones if kept) in ``dtype`` and the metadata; no optimizer, scaler or RNG state."""
     state = read_checkpoint(src)
     weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in evaluation_weights(state).items()}
-    small = {k: state[k] for k in METADATA_KEYS}
-    small.update(model=weights, average=None, epoch=state.get("epoch"), step=state.get("step"))
-    return save_checkpoint(small, dst)
+    progress = {"epoch": state.get("epoch"), "step": state.get("step")}
+    return save_checkpoint(dst, state, weights, progress=progress)
 
 
 def reference_checkpoint(name: str) -> Path:

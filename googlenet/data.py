@@ -9,7 +9,8 @@ Two loading paths yield the same thing, normalised float batches already on the 
   workers decode and augment with torchvision transforms.
 
 Both shuffle with a generator seeded by ``(seed, epoch)`` and shard indices across distributed
-ranks, so an epoch's batches depend only on the seed and the epoch number: that is what makes
+ranks, and draw augmentation from seeds of ``(seed, epoch, rank)`` (per image for image files),
+so an epoch's batches depend only on the seed and the epoch number: that is what makes
 ``--resume`` exact.
 """
 
@@ -17,16 +18,14 @@ from __future__ import annotations
 
 import gzip
 import os
-import pickle
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import datasets
 from torchvision import transforms as T
 
@@ -158,40 +157,18 @@ def _fashion_mnist(root: Path, train: bool, download: bool) -> tuple[TensorImage
     return TensorImages(ds.data.unsqueeze(1).contiguous(), ds.targets.long()), list(FASHION_MNIST_CLASSES)
 
 
-def _unpickle(path: Path) -> dict:
-    """Load one CIFAR batch file: a Python 2 pickle, whose byte strings latin1 turns into str."""
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
-
-
-def read_cifar10(root: str | Path, train: bool) -> tuple[TensorImages, list[str]]:
-    """Read CIFAR-10's documented python format from ``<root>/cifar-10-batches-py``.
-
-    Each batch file is a pickled dict: ``data`` a uint8 array (N, 3072) holding the red, green and
-    blue 32x32 planes of each image row after row, ``labels`` a list of N ints; ``batches.meta``
-    has ``label_names``. Read directly (not with torchvision's CIFAR10, which insists on the md5
-    sums of the original files). Like any pickle, only open files you trust.
-    """
-    folder = Path(root) / CIFAR10_DIR
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    missing = [n for n in [*names, "batches.meta"] if not (folder / n).is_file()]
-    if missing:
-        raise _not_found(
-            "CIFAR-10", folder,
-            f"Missing {', '.join(missing)}. Pass download=True (--download) with internet access, or "
-            f"download {CIFAR10_URL} and extract it into {Path(root)}.",
-        )
-    batches = [_unpickle(folder / n) for n in names]
-    images = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
-    labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
-    classes = list(_unpickle(folder / "batches.meta")["label_names"])
-    return TensorImages(torch.from_numpy(images), torch.from_numpy(labels)), classes
-
-
 def _cifar10(root: Path, train: bool, download: bool) -> tuple[TensorImages, list[str]]:
-    if download and not (root / CIFAR10_DIR / "batches.meta").is_file():
-        datasets.CIFAR10(root, train=train, download=True)  # fetches and checks the md5 sums
-    return read_cifar10(root, train)
+    """CIFAR-10 through torchvision, which also checks the files' md5 sums."""
+    try:
+        ds = datasets.CIFAR10(root, train=train, download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+        raise _not_found(
+            "CIFAR-10", root / CIFAR10_DIR,
+            f"The files are missing or corrupt ({e}). Pass download=True (--download) with internet "
+            f"access, or download {CIFAR10_URL} and extract it into {root}.",
+        ) from e
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+    return TensorImages(images, torch.tensor(ds.targets, dtype=torch.int64)), list(ds.classes)
 
 
 def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
@@ -377,7 +354,8 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self._indices().to(self.images.device)
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1)
+        # augmentation differs between ranks (each rank's crops are its own), order is shared
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1 + 1_000_003 * self.rank)
         for i in range(len(self)):
             take = idx[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[take]
@@ -395,42 +373,81 @@ def _num_batches(n: int, batch_size: int, drop_last: bool) -> int:
     return full if drop_last and full else full + (rest > 0)
 
 
-class BatchLoader:
-    """The ordinary path for image files: a ``DataLoader`` per epoch, batches copied to ``device``.
+class ShardSampler(Sampler):
+    """This rank's share of a dataset, in the order :func:`shard_indices` gives for ``(seed, epoch)``.
 
-    Shuffling and the workers' random seeds derive from ``(seed, epoch)``; with ``workers=0`` the
-    transforms draw from torch's global generator, which a checkpoint saves and restores.
+    What ``DistributedSampler`` does, plus a seed per sample: it yields ``(index, sample seed)``
+    pairs so that :class:`SeededSamples` draws each image's augmentation from its own seed. Then
+    an epoch's batches depend only on ``(seed, epoch)``, whatever the number of worker processes,
+    and persistent workers (started once per run) still resume exactly.
     """
+
+    def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.shuffle, self.seed, self.rank, self.world_size = n, shuffle, seed, rank, world_size
+        self.epoch = 0
+        self._len = len(self._indices())  # the same every epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        return shard_indices(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
+                             rank=self.rank, world_size=self.world_size)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        base = (self.seed * 100_003 + self.epoch) * 1_000_003
+        return ((i, base + i) for i in self._indices().tolist())
+
+
+class SeededSamples(Dataset):
+    """``dataset[index]`` drawn from the seed that comes with the index (see :class:`ShardSampler`).
+
+    The global generator is saved and restored around each sample, so loading in the main
+    process (``workers=0``) leaves the training's random stream (dropout) untouched.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+class BatchLoader:
+    """The ordinary path for image files: one ``DataLoader`` (persistent workers), batches copied to
+    ``device``. Call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``."""
 
     def __init__(
         self, dataset: Dataset, batch_size: int, device: torch.device | str, *, shuffle: bool = False,
         seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
     ) -> None:
-        self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
-        self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
-        self.workers, self.epoch = workers, 0
-        self._len = _num_batches(len(self._indices()), batch_size, drop_last=shuffle)  # same every epoch
+        self.device = torch.device(device)
+        shard = {"seed": seed, "rank": rank, "world_size": world_size}
+        self.sampler = ShardSampler(len(dataset), shuffle=shuffle, **shard)
+        self.loader = DataLoader(
+            SeededSamples(dataset), batch_size, sampler=self.sampler, num_workers=workers,
+            persistent_workers=workers > 0, drop_last=shuffle and len(self.sampler) >= batch_size,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose shuffle and augmentation to replay (deterministic per epoch)."""
-        self.epoch = epoch
-
-    def _indices(self) -> list[int]:
-        return shard_indices(len(self.dataset), shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
-                             rank=self.rank, world_size=self.world_size).tolist()
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return self._len
+        return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        indices = self._indices()
-        loader = DataLoader(
-            self.dataset, self.batch_size, sampler=indices, num_workers=self.workers,
-            drop_last=self.shuffle and len(indices) >= self.batch_size,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1),
-        )
-        for x, y in loader:
+        for x, y in self.loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 

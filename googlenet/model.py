@@ -8,7 +8,6 @@ Two variants share one code path:
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -122,11 +121,9 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(F.relu(self.fc1(x), inplace=True)))
 
 
-def _inception(row: Row, in_channels: int, batch_norm: bool, kernel5: int) -> Inception:
-    return Inception(
-        in_channels, row.n1x1, row.n3x3_reduce, row.n3x3, row.n5x5_reduce, row.n5x5, row.pool_proj,
-        batch_norm=batch_norm, kernel5=kernel5,
-    )
+def channels(row: Row) -> tuple[int, int, int, int, int, int]:
+    """An Inception row's six channel columns, in :class:`Inception`'s argument order."""
+    return row.n1x1, row.n3x3_reduce, row.n3x3, row.n5x5_reduce, row.n5x5, row.pool_proj
 
 
 def _check_probability(name: str, p: float) -> None:
@@ -180,9 +177,16 @@ class GoogLeNet(nn.Module):
         self.variant, self.stem, self.in_channels = variant, stem, in_channels
         self.aux_logits, self.transform_input = aux_logits, transform_input
         paper = variant == "paper"
-        bn, kernel5 = not paper, (5 if paper else 3)
+        bn, k5 = not paper, (5 if paper else 3)  # torchvision's port has 3x3 where the paper has 5x5
         lrn = (lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)) if paper else nn.Identity
         c1, c2, c3 = STEM_CHANNELS["conv1"], STEM_CHANNELS["conv2"], STEM_CHANNELS["conv3"]
+        rows = {r.name: r for r in INCEPTION_ROWS}
+
+        def inception(name: str, in_ch: int) -> Inception:
+            return Inception(in_ch, *channels(rows[name]), batch_norm=bn, kernel5=k5)
+
+        def width(name: str) -> int:  # channels a module outputs: its four branches concatenated
+            return inception_out_channels(rows[name])
 
         if stem == "imagenet":
             self.conv1 = ConvBlock(in_channels, c1, bn, kernel_size=7, stride=2, padding=3)
@@ -195,34 +199,30 @@ class GoogLeNet(nn.Module):
         self.lrn2 = lrn()
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
-        rows = {r.name: r for r in INCEPTION_ROWS}
-        channels = {}
-        in_ch = c3
-        for name, row in rows.items():
-            channels[name] = in_ch
-            setattr(self, name, _inception(row, in_ch, bn, kernel5))
-            in_ch = inception_out_channels(row)
-            if name == "inception3b":
-                self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-            elif name == "inception4e":
-                # the paper pools 3x3/2 here; torchvision's port uses 2x2/2
-                self.maxpool4 = nn.MaxPool2d(3 if paper else 2, stride=2, ceil_mode=True)
+        self.inception3a = inception("inception3a", c3)
+        self.inception3b = inception("inception3b", width("inception3a"))
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = inception("inception4a", width("inception3b"))
+        self.inception4b = inception("inception4b", width("inception4a"))
+        self.inception4c = inception("inception4c", width("inception4b"))
+        self.inception4d = inception("inception4d", width("inception4c"))
+        self.inception4e = inception("inception4e", width("inception4d"))
+        self.maxpool4 = nn.MaxPool2d(3 if paper else 2, stride=2, ceil_mode=True)  # torchvision: 2x2/2
+        self.inception5a = inception("inception5a", width("inception4e"))
+        self.inception5b = inception("inception5b", width("inception5a"))
 
         if aux_logits:
-            fixed_pool = paper and stem == "imagenet"
-            for aux, after in AUX_AFTER.items():
-                pool = nn.AvgPool2d(5, stride=3) if fixed_pool else None
-                head = InceptionAux(
-                    inception_out_channels(rows[after]), num_classes,
-                    batch_norm=bn, dropout=aux_dropout, pool=pool,
-                )
-                setattr(self, aux, head)
+            # the paper pools 5x5/3 (14x14 -> 4x4 at 224 px); torchvision pools adaptively to 4x4
+            pool = (lambda: nn.AvgPool2d(5, stride=3)) if paper and stem == "imagenet" else lambda: None
+            aux = {"batch_norm": bn, "dropout": aux_dropout}
+            self.aux1 = InceptionAux(width(AUX_AFTER["aux1"]), num_classes, pool=pool(), **aux)
+            self.aux2 = InceptionAux(width(AUX_AFTER["aux2"]), num_classes, pool=pool(), **aux)
         else:
             self.aux1 = self.aux2 = None
 
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(in_ch, num_classes)
+        self.fc = nn.Linear(width("inception5b"), num_classes)
         self.min_input_size = _min_input_size(self)
         self._init_weights()
 
@@ -319,31 +319,30 @@ def googlenet_loss(
 
 
 def _out(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil: bool = False) -> int:
-    """Output side of a conv/pool, with PyTorch's ceil_mode rule (last window starts inside)."""
-    span = size + 2 * padding - kernel
-    if span < 0:
-        return 0
-    n = (math.ceil(span / stride) if ceil else span // stride) + 1
+    """Output side of a convolution or pooling layer, by PyTorch's rule (ATen's
+    ``pooling_output_shape``; in ceil mode the last window must start inside the input or its
+    left padding). Below 1 PyTorch raises an error."""
+    n = (size + 2 * padding - kernel + (stride - 1 if ceil else 0)) // stride + 1
     if ceil and (n - 1) * stride >= size + padding:
         n -= 1
     return n
 
 
 def _feature_sizes(model: GoogLeNet, size: int) -> dict[str, int]:
-    """Spatial side after each stage for a square input of ``size`` px (0 means it vanished)."""
+    """Spatial side after each stage for a square input of ``size`` px (below 1: PyTorch refuses)."""
     conv1 = model.conv1.conv
     s = _out(size, conv1.kernel_size[0], conv1.stride[0], conv1.padding[0])
     sizes = {"conv1": s}
     for name in ("maxpool1", "maxpool2", "maxpool3", "maxpool4"):
         pool = getattr(model, name)
-        s = _out(s, pool.kernel_size, pool.stride, ceil=True) if s >= pool.kernel_size else 0
+        s = _out(s, pool.kernel_size, pool.stride, ceil=True) if s >= 1 else s
         sizes[name] = s
     sizes["inception4a"] = sizes["maxpool3"]  # the auxiliary heads read this map
     return sizes
 
 
 def _min_input_size(model: GoogLeNet) -> int:
-    """Smallest square input whose every pooling window fits (found by walking the stages)."""
+    """Smallest square input every layer accepts (found by walking the stages)."""
     size = 1
     while _feature_sizes(model, size)["maxpool4"] < 1:
         size += 1

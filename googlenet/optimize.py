@@ -8,7 +8,8 @@ rewrite a copy of it. Each one computes the same function as the plain model (th
   convolution with their output channels stacked, whose output is split. Batch norm normalises
   each channel on its own, so this is exact in training too.
 - :func:`fold_batchnorm`: in inference, batch norm is a fixed per-channel scale and shift, which
-  folds into the convolution before it. Inference only: the folded model has no batch statistics.
+  folds into the convolution before it (PyTorch's ``fuse_conv_bn_eval``). Inference only: the
+  folded model has no batch statistics.
 - :func:`optimize_for_training`: the fusion plus the channels-last memory layout.
 - :func:`optimize_for_inference`: fusion and folding, plus eval mode and the channels-last layout.
 
@@ -22,6 +23,7 @@ import copy
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .model import ConvBlock, Inception
 
@@ -114,21 +116,6 @@ def plain_state_dict(model: nn.Module, tensors: dict[str, Tensor] | None = None)
     return tensors
 
 
-def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """``conv`` followed by ``bn`` (with its running statistics) as one convolution with a bias."""
-    folded = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
-        device=conv.weight.device, dtype=conv.weight.dtype,
-    )
-    with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        folded.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
-    return folded
-
-
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with each batch norm folded into the convolution before it.
 
@@ -140,7 +127,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for block in model.modules():
         conv, bn = getattr(block, "conv", None), getattr(block, "bn", None)
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
-            block.conv, block.bn = _folded_conv(conv, bn), nn.Identity()
+            block.conv, block.bn = fuse_conv_bn_eval(conv, bn), nn.Identity()
     return model
 
 

@@ -1,4 +1,4 @@
-"""Classify image files with a trained checkpoint: the top-5 classes and their probabilities.
+"""The ``python -m googlenet.predict`` command line: the top-5 classes of image files, and :func:`predict`.
 
 Command line (``--help`` for all options)::
 
@@ -7,17 +7,19 @@ Command line (``--help`` for all options)::
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from .checkpoint import load_model
+from .cli import Parser, checked, run_main
+from .config import AT_LEAST_1
 from .data import eval_transform
+from .device import pick_device
 
 
 @torch.no_grad()
@@ -43,7 +45,7 @@ def predict(
 
 def main(argv: list[str] | None = None) -> list[list[tuple[str, float]]]:
     """The ``python -m googlenet.predict`` command line."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m googlenet.predict",
         description="Say what a trained GoogLeNet sees in each image: its five most likely classes "
                     "with their probabilities. Any image format Pillow reads works; images are resized "
@@ -53,14 +55,15 @@ def main(argv: list[str] | None = None) -> list[list[tuple[str, float]]]:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to classify")
     parser.add_argument("--checkpoint", required=True, type=Path,
                         help="checkpoint.pt written by `python -m googlenet.train` (in its --out-dir)")
-    parser.add_argument("--top", type=int, default=5, help="how many classes to list per image (default: 5)")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
+    parser.add_argument("--top", type=checked(int, AT_LEAST_1), default=5,
+                        help="how many classes to list per image (default: 5)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps, or auto (default)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         parser.error(f"no such image file: {', '.join(missing)}")
 
-    model, meta = load_model(args.checkpoint, map_location=args.device)
+    model, meta = load_model(args.checkpoint, map_location=pick_device(args.device))
     results = predict(model, meta, args.images, k=args.top)
     for path, top in zip(args.images, results, strict=True):
         print(path)
@@ -70,4 +73,4 @@ def main(argv: list[str] | None = None) -> list[list[tuple[str, float]]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, (UnidentifiedImageError,))

@@ -17,7 +17,8 @@ FOLDER_CLASSES = ("circle", "square", "stripes")
 def fmnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root whose FashionMNIST/raw holds the gunzipped Debian files (as CI prepares it)."""
     if not all((DEBIAN_FASHION_MNIST / f"{f}.gz").is_file() for f in FASHION_MNIST_FILES):
-        pytest.skip(f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_FASHION_MNIST})")
+        pytest.fail(f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_FASHION_MNIST}): install it "
+                    "(`sudo apt-get install dataset-fashion-mnist`, as .ci/run does); the tests need it")
     root = tmp_path_factory.mktemp("data")
     ensure_fashion_mnist(root)
     return root

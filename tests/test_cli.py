@@ -1,4 +1,4 @@
-"""The three command lines, end to end on a tiny ImageFolder dataset, and their --help."""
+"""The command lines, end to end on a tiny ImageFolder dataset; their --help; their one-line errors."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ def test_train_evaluate_predict_end_to_end(image_folder, tmp_path):
               "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--workers", "0",
               "--out-dir", str(out), "--amp", "bf16")
     assert "device: cpu" in log and "epoch 1: train loss" in log
-    assert (out / "checkpoint.pt").is_file() and json.loads((out / "metrics.json").read_text())["epochs"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (out / "checkpoint.pt").is_file() and metrics["epochs"]
+    assert metrics["command"] == f"python -m googlenet.train --dataset folder --data-root {image_folder} " \
+        f"--image-size 32 --epochs 1 --batch-size 8 --workers 0 --out-dir {out} --amp bf16"
 
     report = run("googlenet.evaluate", "--checkpoint", str(out / "checkpoint.pt"))
     assert "accuracy" in report and "circle" in report and "(4 images)" in report
@@ -41,7 +44,7 @@ def test_train_evaluate_predict_end_to_end(image_folder, tmp_path):
 
 
 @pytest.mark.parametrize("module, words", [
-    (train, ["--dataset", "--resume", "--time-limit", "--amp", "torchrun", "examples"]),
+    (train, ["--dataset", "--resume", "--time-limit", "--amp", "torchrun", "examples", "limitations"]),
     (evaluate, ["--checkpoint", "confusion"]),
     (predict, ["IMAGE", "--checkpoint", "five most likely"]),
 ])
@@ -53,7 +56,40 @@ def test_help_explains_each_command(module, words, capsys):
     assert all(w in text for w in words), text
 
 
-def test_predict_rejects_a_missing_image(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        predict.main([str(tmp_path / "nope.png"), "--checkpoint", str(tmp_path / "c.pt")])
-    assert "no such image file" in capsys.readouterr().err
+
+
+def fails(*args: str) -> str:
+    """Run a command that must refuse its input: one line on stderr, exit status 2, no traceback."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_user_mistakes_get_one_line_and_no_traceback(tmp_path, image_folder):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(os.urandom(2048))
+    missing = str(tmp_path / "missing.pt")
+    assert "no checkpoint at" in fails("googlenet.evaluate", "--checkpoint", missing)
+    assert "corrupt or truncated" in fails("googlenet.evaluate", "--checkpoint", str(corrupt))
+    image = str(image_folder / "val" / "square" / "0.png")
+    assert "corrupt or truncated" in fails("googlenet.predict", image, "--checkpoint", str(corrupt))
+    assert "no such image file" in fails("googlenet.predict", missing, "--checkpoint", str(corrupt))
+    assert "--batch-size: 0 is not >= 1" in fails("googlenet.train", "--batch-size", "0")
+    assert "--lr: -1 is not > 0" in fails("googlenet.train", "--lr", "-1")
+    assert "--epochs: 'two' is not an integer" in fails("googlenet.train", "--epochs", "two")
+    assert "--batch-size: 0 is not >= 1" in fails("googlenet.evaluate", "--checkpoint", missing,
+                                                  "--batch-size", "0")
+    assert "--repetitions: 0 is not >= 1" in fails("googlenet.bench", "--repetitions", "0")
+    assert "ImageFolder dataset not found" in fails("googlenet.train", "--dataset", "folder", "--data-root",
+                                                    str(tmp_path / "nothing"), "--device", "cpu")
+
+
+def test_a_diverging_run_stops_with_one_line(image_folder, tmp_path):
+    err = fails("googlenet.train", "--dataset", "folder", "--data-root", str(image_folder), "--image-size",
+                "32", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--lr", "1e30", "--no-progress",
+                "--device", "cpu", "--out-dir", str(tmp_path / "run"))
+    assert "loss became NaN or infinite at step" in err and not (tmp_path / "run").exists()

@@ -70,8 +70,15 @@ def _write_cifar10(root: Path, per_batch: int = 2) -> None:
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}, protocol=2))
 
 
-def test_cifar10_is_read_from_its_documented_pickle_format(tmp_path):
+def test_cifar10_files_that_fail_their_checksums_are_refused(tmp_path):
+    _write_cifar10(tmp_path)  # right format, but not the real files: torchvision's md5 check fails
+    with pytest.raises(DatasetNotFoundError, match="CIFAR-10 not found.*missing or corrupt"):
+        load_data("cifar10", tmp_path)
+
+
+def test_cifar10_is_read_through_torchvision(tmp_path, monkeypatch):
     _write_cifar10(tmp_path)
+    monkeypatch.setattr(gd.datasets.cifar, "check_integrity", lambda *args: True)  # accept the fakes
     data = load_data("cifar10", tmp_path)
     assert data.train.images.shape == (10, 3, 32, 32) and data.test.images.shape == (2, 3, 32, 32)
     assert data.classes[3] == "cat" and data.train.labels.tolist() == [3] * 10
@@ -122,6 +129,29 @@ def test_shards_cover_the_data_and_change_every_epoch():
     assert not torch.equal(parts[1], shard_indices(10, shuffle=True, seed=0, epoch=4, rank=1, world_size=3))
     evals = [shard_indices(10, shuffle=False, seed=0, epoch=0, rank=r, world_size=3) for r in range(3)]
     assert sorted(torch.cat(evals).tolist()) == list(range(10))
+
+
+def test_each_rank_draws_its_own_augmentation():
+    same = TensorImages(torch.randint(0, 256, (1, 1, 8, 8), dtype=torch.uint8).repeat(32, 1, 1, 1),
+                        torch.zeros(32, dtype=torch.int64))
+    batches = [next(iter(gd.TensorLoader(same, 16, "cpu", mean=(0.5,), std=(0.5,), shuffle=True,
+                                         augment=True, rank=rank, world_size=2)))[0] for rank in (0, 1)]
+    assert not torch.equal(*batches)  # the same images, cropped and flipped differently
+
+
+def test_image_files_replay_exactly_with_persistent_workers(image_folder):
+    data = load_data("folder", image_folder, image_size=32)
+    main, workers = (make_loader(data, "train", 8, "cpu", seed=1, workers=n) for n in (0, 2))
+    assert workers.loader.persistent_workers and not main.loader.persistent_workers
+    epochs = []
+    for epoch in (0, 1, 0):
+        main.set_epoch(epoch)
+        workers.set_epoch(epoch)
+        # each image's augmentation comes from (seed, epoch, index): worker processes change nothing
+        a, b = list(main), list(workers)
+        assert len(a) == 3 and all(torch.equal(x, y) for (x, _), (y, _) in zip(a, b, strict=True))
+        epochs.append(torch.cat([x for x, _ in a]))
+    assert torch.equal(epochs[0], epochs[2]) and not torch.equal(epochs[0], epochs[1])
 
 
 def test_tensor_loader_normalises_and_replays_an_epoch(fmnist_root):

@@ -133,8 +133,8 @@ def test_loss_helper_uses_paper_weight():
 
 BAD_INPUTS = [
     (dict(), torch.randn(1, 1, 224, 224), r"expected 3 input channel\(s\), got 1.*in_channels=1"),
-    (dict(), torch.randn(1, 3, 40, 40), r"40x40 px is too small.*at least 47x47.*stem=\"small\""),
-    (dict(stem="small"), torch.randn(1, 3, 20, 20), r"too small for the 'small' stem.*at least 24x24"),
+    (dict(), torch.randn(1, 3, 24, 24), r"24x24 px is too small.*at least 31x31.*stem=\"small\""),
+    (dict(stem="small"), torch.randn(1, 3, 12, 12), r"too small for the 'small' stem.*at least 16x16"),
     (dict(), torch.randn(3, 224, 224), r"4-D batch \(N, C, H, W\).*unsqueeze\(0\)"),
     (dict(), torch.zeros(1, 3, 224, 224, dtype=torch.uint8), r"floating-point.*x\.float\(\)"),
     (dict(), torch.randn(1, 3, 160, 160), r"5x5/3 to 4x4.*224 px.*aux_logits=False"),
@@ -165,13 +165,26 @@ def test_bad_arguments(kwargs, message):
 
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
 @pytest.mark.parametrize("stem", ["imagenet", "small"])
-def test_min_input_size_is_exact(variant, stem):
+def test_min_input_size_is_where_pytorch_itself_stops(variant, stem):
     model = googlenet.GoogLeNet(3, variant=variant, stem=stem, aux_logits=False).eval()
     n = model.min_input_size
     with torch.no_grad():
-        assert model(torch.randn(1, 3, n, n)).shape == (1, 3)
-        with pytest.raises(ValueError, match="too small"):
+        model._forward(torch.randn(1, 3, n, n), with_aux=False)  # the layers alone, no check_input
+        with pytest.raises(RuntimeError):  # PyTorch's own error, deep inside a pooling layer
+            model._forward(torch.randn(1, 3, n - 1, n - 1), with_aux=False)
+        with pytest.raises(ValueError, match="too small"):  # ours, before any layer runs
             model(torch.randn(1, 3, n - 1, n - 1))
+
+
+def test_inputs_torchvision_runs_ours_runs_too():
+    tv = torchvision.models.googlenet(weights=None, init_weights=False, aux_logits=False).eval()
+    ours = googlenet.from_torchvision(tv).eval()
+    with torch.no_grad():
+        x = torch.randn(1, 3, 15, 15)  # torchvision documents 15x15 as its minimum
+        assert torch.equal(ours(x), tv(x))
+        with pytest.raises(RuntimeError):
+            tv(torch.randn(1, 3, 14, 14))
+    assert ours.min_input_size == 15
 
 
 def test_torch_compile_and_export_capture_the_whole_graph():

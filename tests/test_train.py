@@ -1,4 +1,5 @@
-"""googlenet.train and googlenet.checkpoint: learning, schedules, exact resume, DDP, checkpoint errors."""
+"""googlenet.engine and googlenet.checkpoint: learning, schedules, averages, exact resume, refused
+resumes, non-finite losses, DDP, checkpoint errors."""
 
 from __future__ import annotations
 
@@ -13,11 +14,22 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-import googlenet.train as gt
-from googlenet import GoogLeNet
-from googlenet.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
+import googlenet.engine as engine
+from googlenet import GoogLeNet, TrainConfig
+from googlenet.checkpoint import (
+    CheckpointError,
+    export_for_evaluation,
+    load_model,
+    read_checkpoint,
+    reference_checkpoint,
+    save_checkpoint,
+    write_atomically,
+)
+from googlenet.engine import NonFiniteLossError, lr_at, train, train_step, weight_average
 from googlenet.plots import plot_confusion_matrix, plot_history
-from googlenet.train import TrainConfig, WeightAverage, fashion_mnist_config, lr_at, train, train_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book"))
+import booktools  # noqa: E402  (the book's own helpers live beside the chapters)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,23 +53,27 @@ def test_schedules():
     c = TrainConfig(lr=1.0, warmup=0.2)
     assert lr_at(c, 0.0, 0) == pytest.approx(1 / 25) and lr_at(c, 0.2, 0) == pytest.approx(1.0)
     assert lr_at(c, 0.6, 0) == pytest.approx(0.5) and lr_at(c, 1.0, 9) == pytest.approx(0.0)
-    paper = TrainConfig.from_recipe("paper", lr=1.0)
+    paper = TrainConfig(recipe="paper", lr=1.0)
     assert [lr_at(paper, 0.5, e) for e in (0, 7, 8, 16)] == pytest.approx([1, 1, 0.96, 0.96**2])
     assert paper.average == "polyak" and paper.aux_weight == 0.3 and paper.momentum == 0.9
 
 
-def test_weight_averages():
-    net = torch.nn.Linear(2, 1)
-    polyak, ema = WeightAverage(net, decay=None), WeightAverage(net, decay=0.5)
-    expected_ema = net.weight.detach().clone()
-    for n, value in enumerate((1.0, 2.0, 6.0), start=1):
-        torch.nn.init.constant_(net.weight, value)
-        polyak.update()
-        ema.update()
-        decay = min(0.5, (1 + n) / (10 + n))  # the documented warm-up of the decay
-        expected_ema = decay * expected_ema + (1 - decay) * value
-    assert torch.allclose(polyak.module.weight, torch.tensor(3.0))  # (1 + 2 + 6) / 3
-    assert torch.allclose(ema.module.weight, expected_ema)
+def test_weight_averages_are_pytorchs_averaged_model_with_batch_norm_buffers():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    polyak, ema = weight_average(net, "polyak", 0.9), weight_average(net, "ema", 0.5)
+    assert weight_average(net, "none", 0.9) is None
+    expected_ema = None
+    for value in (1.0, 2.0, 6.0):
+        torch.nn.init.constant_(net[0].weight, value)
+        net[1].running_mean.fill_(value)
+        polyak.update_parameters(net)
+        ema.update_parameters(net)
+        # by hand: the first update copies, then avg = decay * avg + (1 - decay) * new
+        expected_ema = value if expected_ema is None else 0.5 * expected_ema + 0.5 * value
+    assert torch.allclose(polyak.module[0].weight, torch.tensor(3.0))  # (1 + 2 + 6) / 3
+    assert torch.allclose(polyak.module[1].running_mean, torch.tensor(3.0))  # buffers are averaged too
+    assert expected_ema == 3.75 and torch.allclose(ema.module[0].weight, torch.tensor(expected_ema))
+    assert torch.allclose(ema.module[1].running_mean, torch.tensor(expected_ema))
 
 
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "folder"])
@@ -69,21 +85,21 @@ def test_resume_after_a_crash_ends_with_the_same_weights(dataset, fmnist_root, i
     history = train(straight)
 
     crashing = replace(straight, out_dir=str(tmp_path / "b"))
-    real_save = gt.save_checkpoint
+    real_save = engine.save_checkpoint
 
-    def save_then_crash(state, path):
-        real_save(state, path)
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
         raise KeyboardInterrupt  # the machine goes down right after epoch 1's checkpoint
 
-    monkeypatch.setattr(gt, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(crashing)
-    monkeypatch.setattr(gt, "save_checkpoint", real_save)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     assert read_checkpoint(crashing.run_dir / "checkpoint.pt")["epoch"] == 1
     resumed = train(replace(crashing, resume=True))
 
     a, b = (read_checkpoint(c.run_dir / "checkpoint.pt") for c in (straight, crashing))
-    for key in ("model", "optimizer"):
+    for key in ("model", "optimizer", "rng"):
         assert _equal(a[key], b[key]), key
     assert _equal(a["average"], b["average"])
     assert [e["test_acc"] for e in history["epochs"]] == [e["test_acc"] for e in resumed["epochs"]]
@@ -105,6 +121,9 @@ def test_history_checkpoint_and_load_model(fmnist_root, tmp_path):
     history = train(config)
     saved = json.loads((config.run_dir / "metrics.json").read_text())
     assert saved["epochs"] == history["epochs"] and saved["amp"] == "bfloat16"
+    assert saved["versions"]["torch"] == torch.__version__ and saved["machine"]["threads"] >= 1
+    assert saved["date"].endswith("+00:00") and saved["command"] is None  # not started from the CLI
+    assert saved["git_commit"] is None or len(saved["git_commit"]) == 40
     assert history["steps"][0]["step"] == 1 and 0 < history["train_time_s"] < 60
     model, meta = load_model(config.run_dir / "checkpoint.pt")
     assert not model.training and meta["dataset"] == "fashion_mnist" and len(meta["classes"]) == 10
@@ -148,15 +167,41 @@ def test_checkpoint_errors_are_clear_and_never_half_load(fmnist_root, tmp_path):
 
     state = read_checkpoint(good)
     state["model_kwargs"] = {**state["model_kwargs"], "num_classes": 7}
-    save_checkpoint(state, tmp_path / "mismatch.pt")
+    save_checkpoint(tmp_path / "mismatch.pt", state, state["model"])
     with pytest.raises(CheckpointError, match=r"shape mismatch: aux1.fc2.weight \(10, 1024\) saved, \(7"):
         load_model(tmp_path / "mismatch.pt")
-    with pytest.raises(ValueError, match="this run asks for"):
+    with pytest.raises(CheckpointError, match="this run asks for"):
         train(replace(config, variant="paper", resume=True))
 
 
+def test_resume_refuses_settings_that_change_the_run(fmnist_root, tmp_path):
+    config = tiny_config(tmp_path, fmnist_root, epochs=1, subset=16)
+    train(config)
+    with pytest.raises(ValueError, match=r"cannot resume .*epochs: 1 -> 3; lr: 0.1 -> 0.05\)"):
+        train(replace(config, resume=True, lr=0.05, epochs=3))
+    # where results go and how chatty the run is may change
+    history = train(replace(config, resume=True, log_every=5, progress=False))
+    assert len(history["epochs"]) == 1
+
+
+def test_a_non_finite_loss_stops_the_run_at_once(fmnist_root, tmp_path, monkeypatch):
+    real_loss = engine.googlenet_loss
+    calls = []
+
+    def diverging(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("inf") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(engine, "googlenet_loss", diverging)
+    config = tiny_config(tmp_path, fmnist_root, log_every=100)
+    with pytest.raises(NonFiniteLossError, match="at step 3 .*Lower --lr"):
+        train(config)
+    assert len(calls) == 3 and not config.run_dir.exists()  # stopped in epoch 1, nothing saved
+
+
 def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = save_checkpoint({"model": {"w": torch.ones(3)}}, tmp_path / "checkpoint.pt")
+    path = write_atomically({"model": {"w": torch.ones(3)}}, tmp_path / "checkpoint.pt")
 
     def dies_mid_write(obj, f):
         f.write(b"half a checkpoint")
@@ -164,15 +209,15 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", dies_mid_write)
     with pytest.raises(OSError):
-        save_checkpoint({"model": {"w": torch.zeros(3)}}, path)
+        write_atomically({"model": {"w": torch.zeros(3)}}, path)
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["model"]["w"], torch.ones(3))
 
 
-def test_quick_cpu_setting_says_what_it_does(capsys):
-    config = fashion_mnist_config("cpu", out_dir="somewhere")
+def test_the_books_quick_cpu_setting_says_what_it_does(capsys):
+    config = booktools.fashion_mnist_config("cpu", out_dir="somewhere")
     assert "quick CPU setting" in capsys.readouterr().out
-    assert config.time_limit and config.time_limit <= 180 and config.out_dir == "somewhere"
+    assert config.time_limit == booktools.QUICK_CPU_SECONDS and config.out_dir == "somewhere"
     assert config.device == "cpu" and config.dataset == "fashion_mnist" and config.schedule == "onecycle"
 
 
@@ -187,4 +232,37 @@ def test_two_process_ddp_on_cpu(fmnist_root, tmp_path):
     assert result.stdout.count("device: cpu") == 1  # only rank 0 prints
     history = json.loads((out / "metrics.json").read_text())
     assert history["world_size"] == 2 and history["epochs"][0]["images"] == 64  # 2 ranks x 2 batches x 16
+    assert history["command"].startswith("python -m googlenet.train --data-root")
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
+
+
+def test_checkpoints_of_every_kind_load(fmnist_root, tmp_path):
+    config = tiny_config(tmp_path, fmnist_root, epochs=1, subset=16, average="ema")
+    train(config)
+    model, meta = load_model(config.run_dir / "checkpoint.pt")
+    small = export_for_evaluation(config.run_dir / "checkpoint.pt", tmp_path / "model.pt")
+    state = read_checkpoint(small)
+    assert state["optimizer"] is None and state["rng"] is None
+    assert state["model"]["fc.weight"].dtype == torch.half
+    exported, meta_small = load_model(small)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(exported(x), model(x), atol=1e-2)
+    assert meta_small["classes"] == meta["classes"] and meta_small["epoch"] == 1
+
+    # a checkpoint as the previous layout wrote it: the RNG state a bare tensor, no provenance
+    old = {k: state[k] for k in ("model_kwargs", "classes", "mean", "std", "dataset", "image_size", "resize")}
+    old.update(format="googlenet-checkpoint", version=1, model=model.state_dict(), optimizer={}, scaler={},
+               average={"weights": model.state_dict(), "updates": 3}, rng=torch.get_rng_state(), epoch=1)
+    legacy, _ = load_model(write_atomically(old, tmp_path / "old.pt"))
+    with torch.no_grad():
+        assert torch.equal(legacy(x), model(x))
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+
+
+def test_committed_checkpoints_load():
+    for path in sorted(RESULTS.glob("*/model.pt")):  # one test, not a parametrized one that may be empty
+        model, meta = load_model(reference_checkpoint(path.parent.name))
+        assert not model.training and len(meta["classes"]) == model.fc.out_features, path

@@ -1,11 +1,11 @@
-"""googlenet.inspect: hooks capture the right tensors and leave the model as it was."""
+"""googlenet.features: hooks capture the right tensors and leave the model as it was."""
 
 import matplotlib
 import pytest
 import torch
 
 import googlenet
-from googlenet.inspect import branch_names, capture, capture_branches, draw_network, trace
+from googlenet.features import branch_names, capture, capture_branches, draw_network, trace
 
 matplotlib.use("Agg")
 

@@ -1,0 +1,178 @@
+"""What a training run is: :class:`TrainConfig`, its two recipes, and the checks on every field.
+
+``TrainConfig(recipe="paper")`` is the paper's recipe; any field given explicitly overrides the
+recipe's value. Each field is also a command-line flag of ``python -m googlenet.train`` (its
+``help`` is the flag's help), and a value outside its range raises a ValueError that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .data import DATASETS, canonical_name
+from .device import AMP
+from .model import STEMS, VARIANTS
+
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
+AVERAGES = ("none", "ema", "polyak")
+SMALL_STEM_BELOW = 100  # px: images smaller than this get the small 3x3/1 stem (training and benchmark)
+
+# Fields a recipe sets; in TrainConfig they default to None, "the recipe's value".
+# The paper (section 6): asynchronous SGD, momentum 0.9, learning rate cut by 4% every 8 epochs,
+# Polyak averaging for the final model. Its base learning rate and weight decay are not given;
+# 0.01 and 2e-4 are those of Caffe's BVLC GoogLeNet reproduction.
+RECIPES: dict[str, dict[str, Any]] = {
+    "fast": {
+        "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+        "schedule": "onecycle", "warmup": 0.15, "step_every": 8, "step_gamma": 0.96,
+        "label_smoothing": 0.1, "aux_weight": 0.3, "average": "none", "ema_decay": 0.999,
+    },
+    "paper": {
+        "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 2e-4,
+        "schedule": "step", "warmup": 0.0, "step_every": 8, "step_gamma": 0.96,
+        "label_smoothing": 0.0, "aux_weight": 0.3, "average": "polyak", "ema_decay": 0.999,
+    },
+}
+
+
+def stem_for(image_size: int) -> str:
+    """The stem an image size calls for: ``"small"`` below :data:`SMALL_STEM_BELOW` px, else ImageNet's."""
+    return "small" if image_size < SMALL_STEM_BELOW else "imagenet"
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+           hi_open: bool = False) -> tuple[Callable[[float], bool], str]:
+    """A check that a number lies in a range, and the range in words."""
+    def ok(v: float) -> bool:
+        above = lo is None or (v > lo if lo_open else v >= lo)
+        return above and (hi is None or (v < hi if hi_open else v <= hi))
+    if hi is None:
+        return ok, f"{'>' if lo_open else '>='} {lo}"
+    return ok, f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def _flag(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field whose ``help`` (and ``choices``, ``check``...) the command line reuses."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+def _recipe(help: str, **extra: Any) -> Any:
+    """A field whose default is the recipe's value."""
+    return _flag(None, help + " (default: the recipe's)", **extra)
+
+
+AT_LEAST_1, NON_NEGATIVE = _range(1), _range(0)
+POSITIVE, FRACTION = _range(0, lo_open=True), _range(0, 1, hi_open=True)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; field ``batch_size`` is the flag ``--batch-size``.
+
+    Fields left at None take the value of ``recipe`` (:data:`RECIPES`): ``"fast"``, a modern
+    one-cycle recipe, or ``"paper"``, the paper's SGD with a step schedule and Polyak averaging.
+    The values are resolved when the config is made, so ``dataclasses.replace(config, recipe=...)``
+    keeps the old recipe's values: make a new ``TrainConfig(recipe=..., ...)`` instead.
+    """
+
+    # data
+    dataset: str = _flag("fashion_mnist", "dataset to train on", choices=DATASETS)
+    data_root: str | None = _flag(None, "folder holding the datasets (for 'folder': the ImageFolder tree "
+                                        "with train/ and val/); default: $GOOGLENET_DATA or ./data")
+    download: bool = _flag(False, "download the dataset if it is missing (needs internet)")
+    image_size: int | None = _flag(None, "side of the training images (default: the dataset's own, 224 "
+                                         "for image files); in-memory datasets are resized on the device",
+                                   check=AT_LEAST_1)
+    subset: int | None = _flag(None, "use only this many images of each split (a fixed random sample)",
+                               check=AT_LEAST_1)
+    augment: bool = _flag(True, "random crops and horizontal flips of the training images")
+    on_device: bool = _flag(True, "keep in-memory datasets (Fashion-MNIST, CIFAR-10) on the GPU and "
+                                  "augment there")
+    workers: int = _flag(4, "loader processes decoding image files, started once per run "
+                            "(0: decode in the main process)", check=NON_NEGATIVE)
+    # model
+    variant: str = _flag("torchvision", "'torchvision' (batch norm) or 'paper' (as published)",
+                         choices=VARIANTS)
+    stem: str = _flag("auto", f"'small' keeps small images at full resolution; auto: small below "
+                              f"{SMALL_STEM_BELOW} px", choices=("auto", *STEMS))
+    aux_logits: bool = _flag(True, "train with the two auxiliary classifiers")
+    dropout: float | None = _flag(None, "dropout before the classifier (default: the variant's)",
+                                  check=FRACTION)
+    # optimisation
+    recipe: str = _flag("fast", "'fast' (one-cycle SGD, label smoothing) or 'paper' (SGD, step schedule, "
+                                "Polyak averaging); other flags override the recipe's values",
+                        choices=tuple(RECIPES))
+    epochs: int = _flag(10, "passes over the training set", check=AT_LEAST_1)
+    batch_size: int = _flag(128, "images per step (per process under torchrun)", check=AT_LEAST_1)
+    optimizer: str | None = _recipe("'sgd' (with momentum) or 'adamw'", choices=("sgd", "adamw"))
+    lr: float | None = _recipe("peak learning rate", check=POSITIVE)
+    momentum: float | None = _recipe("SGD momentum", check=FRACTION)
+    nesterov: bool | None = _recipe("Nesterov momentum")
+    weight_decay: float | None = _recipe("L2 penalty on the weights", check=NON_NEGATIVE)
+    schedule: str | None = _recipe("learning-rate schedule: onecycle (warm up, then cosine to zero), "
+                                   "cosine (no warm-up), step (the paper's), constant", choices=SCHEDULES)
+    warmup: float | None = _recipe("fraction of training spent warming up (onecycle)", check=FRACTION)
+    step_every: int | None = _recipe("step schedule: epochs between cuts", check=AT_LEAST_1)
+    step_gamma: float | None = _recipe("step schedule: factor of each cut (0.96 = the paper's 4%)",
+                                       check=_range(0, 1, lo_open=True))
+    label_smoothing: float | None = _recipe("share of each target spread over all classes", check=FRACTION)
+    aux_weight: float | None = _recipe("weight of each auxiliary classifier's loss (the paper's 0.3)",
+                                       check=NON_NEGATIVE)
+    average: str | None = _recipe("evaluate averaged weights: ema (updated every step) or polyak "
+                                  "(uniform, every epoch)", choices=AVERAGES)
+    ema_decay: float | None = _recipe("EMA: how much of the old average each step keeps",
+                                      check=_range(0, 1, lo_open=True, hi_open=True))
+    # speed
+    amp: str = _flag("none", "mixed precision: bf16, fp16 (with a gradient scaler), or auto (--amp alone: "
+                             "bf16 where it is fast, fp16 on other GPUs, none on a CPU without native bf16)",
+                     choices=AMP, const="auto")
+    channels_last: bool = _flag(False, "channels-last memory format (faster convolutions on most hardware)")
+    compile: bool = _flag(False, "torch.compile the model (slow start, faster steps)")
+    device: str = _flag("auto", "cpu, cuda, cuda:1, mps, or auto (the best available)")
+    # bookkeeping
+    seed: int = _flag(0, "random seed: weights (the same on every process), shuffling; augmentation and "
+                         "dropout use seed + rank", check=NON_NEGATIVE)
+    out_dir: str | None = _flag(None, "where checkpoint.pt and metrics.json go (default: runs/<dataset>)")
+    resume: bool = _flag(False, "continue the run saved in --out-dir exactly where it stopped; refused if "
+                                "a flag that changes the run differs from the saved run's")
+    time_limit: float | None = _flag(None, "stop cleanly after this many seconds of training; the schedule "
+                                           "then runs on time instead of steps", check=POSITIVE)
+    log_every: int = _flag(20, "steps between entries of the step history", check=AT_LEAST_1)
+    progress: bool = _flag(True, "show tqdm progress bars")
+
+    def __post_init__(self) -> None:
+        self.dataset = canonical_name(self.dataset)
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {self.recipe!r}")
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ValueError(f"{f.name} must be one of {choices}, got {value!r}")
+            if "check" in f.metadata and value is not None:
+                ok, expected = f.metadata["check"]
+                if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+                    raise ValueError(f"{f.name} must be a number {expected}, got {value!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir or Path("runs") / self.dataset)
+
+
+# Fields that may differ when a run is resumed: where the data and the results live, how fast and
+# how chatty it is. Every other field changes what the run computes, so --resume refuses a change.
+RESUMABLE_CHANGES = ("data_root", "download", "workers", "on_device", "device", "compile", "out_dir",
+                     "resume", "log_every", "progress")
+
+
+def changed_fields(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """``"name: saved -> now"`` for each field that differs from a saved run's and changes the run."""
+    now = {f.name: getattr(config, f.name) for f in fields(config)}
+    return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
+            if k not in RESUMABLE_CHANGES and saved.get(k) != v]

@@ -1,0 +1,72 @@
+"""Measuring a model on a dataset: loss, accuracy, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    num_classes: int,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` (in eval mode) on ``loader``.
+
+    ``confusion[i][j]`` counts images of true class ``i`` predicted as ``j``. Under
+    ``torch.distributed`` each rank sees its shard and the counts are summed over ranks.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for x, y in loader:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast(device.type, amp_dtype) if amp_dtype else contextlib.nullcontext()
+        with autocast:
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        pairs = y * num_classes + logits.argmax(1)  # (true, predicted) as one index
+        confusion += torch.bincount(pairs, minlength=num_classes**2).view_as(confusion)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(confusion)
+        dist.all_reduce(loss_sum)
+    model.train(was_training)
+    return summarize(confusion.cpu(), loss_sum.item())
+
+
+def summarize(confusion: Tensor, loss_sum: float | None = None) -> dict[str, Any]:
+    """Turn a confusion matrix (and summed loss) into the metrics dict :func:`evaluate` returns."""
+    total = int(confusion.sum())
+    per_class = confusion.diag().double() / confusion.sum(1).clamp(min=1).double()
+    return {
+        "loss": loss_sum / max(total, 1) if loss_sum is not None else None,
+        "accuracy": float(confusion.diag().sum()) / max(total, 1),
+        "per_class_accuracy": per_class.tolist(),
+        "confusion": confusion.tolist(),
+        "count": total,
+    }
+
+
+def report(metrics: dict[str, Any], classes: list[str]) -> str:
+    """A plain-text table: overall accuracy, then each class's accuracy and image count."""
+    counts = [sum(row) for row in metrics["confusion"]]
+    width = max(len(c) for c in classes)
+    lines = [f"accuracy {100 * metrics['accuracy']:.2f}% on {metrics['count']} images"]
+    if metrics["loss"] is not None:
+        lines.append(f"loss     {metrics['loss']:.4f}")
+    lines += [f"  {c:<{width}}  {100 * a:6.2f}%  ({n} images)"
+              for c, a, n in zip(classes, metrics["per_class_accuracy"], counts, strict=True)]
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""googlenet.config: recipes apply through the constructor, every field is checked, resumes compare."""
+
+from __future__ import annotations
+
+import pytest
+
+from googlenet import TrainConfig
+from googlenet.config import RECIPES, SMALL_STEM_BELOW, changed_fields, stem_for
+
+
+def test_the_paper_recipe_applies_through_the_constructor():
+    paper = TrainConfig(recipe="paper")
+    assert (paper.schedule, paper.average, paper.lr, paper.nesterov) == ("step", "polyak", 0.01, False)
+    assert all(getattr(paper, k) == v for k, v in RECIPES["paper"].items())
+    assert all(getattr(TrainConfig(), k) == v for k, v in RECIPES["fast"].items())
+
+
+def test_explicit_values_override_the_recipe():
+    config = TrainConfig(recipe="paper", lr=0.5, average="none")
+    assert config.lr == 0.5 and config.average == "none" and config.schedule == "step"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, "batch_size must be a number >= 1, got 0"),
+    ("lr", 0.0, "lr must be a number > 0"),
+    ("epochs", 0, "epochs must be a number >= 1"),
+    ("label_smoothing", 1.0, r"label_smoothing must be a number in \[0, 1\)"),
+    ("time_limit", -5.0, "time_limit must be a number > 0"),
+    ("ema_decay", 1.0, r"ema_decay must be a number in \(0, 1\)"),
+    ("workers", -1, "workers must be a number >= 0"),
+    ("batch_size", True, "batch_size must be a number"),
+    ("schedule", "linear", "schedule must be one of"),
+    ("recipe", "modern", "recipe must be one of"),
+    ("dataset", "mnist", "unknown dataset 'mnist'"),
+])
+def test_every_field_is_checked(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_one_small_stem_threshold():
+    assert stem_for(SMALL_STEM_BELOW - 1) == "small" and stem_for(SMALL_STEM_BELOW) == "imagenet"
+    assert stem_for(28) == "small" and stem_for(224) == "imagenet"
+
+
+def test_changed_fields_names_what_a_resume_would_change():
+    saved = vars(TrainConfig(out_dir="a"))
+    assert changed_fields(saved, TrainConfig(out_dir="b", progress=False, workers=0)) == []
+    assert changed_fields(saved, TrainConfig(lr=0.2, seed=1)) == ["lr: 0.1 -> 0.2", "seed: 0 -> 1"]
