@@ -4,13 +4,34 @@ Chapters import this module from their own folder (`import booktools`): the note
 chapter's folder as the working directory, locally, in the book build, under nbval and in Colab.
 """
 
+from typing import Any
+
+import torchinfo
+from torch import nn
+from torchinfo.enums import Units
+
+from googlenet import TrainConfig
+from googlenet.device import fast_bf16, pick_device
+
+
+class _ReadableSummary(torchinfo.ModelStatistics):
+    """torchinfo's statistics, with unit labels printed as "(M)", not "(Units.MEGABYTES)"."""
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        for unit in Units:  # Python 3.11+ formats a str-Enum member by its name
+            text = text.replace(f"({unit})", f"({unit.value})")
+        return text
+
+
+def summary(model: nn.Module, **kwargs) -> torchinfo.ModelStatistics:
+    """`torchinfo.summary(model, **kwargs)`, whose printout labels millions (M) and billions (G)."""
+    stats = torchinfo.summary(model, **kwargs)
+    stats.__class__ = _ReadableSummary  # same data; only the printout differs
+    return stats
+
 
 # --------------------------------------------------------------------------- the training chapters' run
-from typing import Any  # noqa: E402
-
-from googlenet import TrainConfig  # noqa: E402
-from googlenet.device import fast_bf16, pick_device  # noqa: E402
-
 QUICK_CPU_SECONDS = 170  # the book's policy: a CPU reader waits about three minutes per training run
 
 

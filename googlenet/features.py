@@ -3,7 +3,8 @@
 :func:`capture` records what named submodules output during one forward pass (forward hooks,
 removed afterwards); :func:`capture_branches` does so for all 36 Inception branches;
 :func:`trace` lists the top-level layers in the order they run; :func:`draw_network` draws that
-trace with matplotlib, reading every label from the modules themselves.
+trace with matplotlib, reading every label from the modules themselves; :func:`draw_inception`
+draws one Inception module (the paper's Figure 2) the same way.
 """
 
 from __future__ import annotations
@@ -177,5 +178,59 @@ def draw_network(model: GoogLeNet, input_size: int = 224, ax=None):
     ax.set_xlim(-7.5, 13)
     ax.set_ylim(-len(main) + 0.4, 1.1)
     ax.text(4.9, 0.75, "output (H x W x C)", fontsize=8, color="0.25")
+    ax.axis("off")
+    return ax
+
+
+def _inception_layer(m: nn.Module) -> tuple[str, str] | None:
+    """Label and colour of one layer in a branch of :func:`draw_inception`; None for ReLU, BN etc."""
+    if isinstance(m, nn.Conv2d):
+        k = m.kernel_size[0]
+        colours = {1: "#ffffb2", 3: "#fdcc8a", 5: "#fc8d59"}
+        return f"{k}x{k} conv, {m.out_channels}", colours.get(k, "#e34a33")
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+        return f"{k}x{k} {type(m).__name__[:3].lower()} pool", _COLOURS["pool"]
+    return None
+
+
+def draw_inception(module: nn.Module, ax=None, title: str | None = None):
+    """Draw an Inception module (paper's Figure 2) from its branch1-4 layers; returns the Axes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    branches = [getattr(module, b) for b in BRANCHES]
+    layers = [[lab for m in b.modules() if (lab := _inception_layer(m))] for b in branches]
+    convs = [[m for m in b.modules() if isinstance(m, nn.Conv2d)] for b in branches]
+    c_in = next(c[0].in_channels for c in convs if c)
+    c_out = sum(c[-1].out_channels if c else c_in for c in convs)
+    depth = max(2, *map(len, layers))  # at least two rows, so naive and reduced modules line up
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.8 * depth + 1.6))
+
+    def box(x, y, w, text, colour):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - 0.3), w, 0.6, boxstyle="round,pad=0.03",
+                                    facecolor=colour, edgecolor="0.3", linewidth=0.8))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+    def arrow(x0, y0, x1, y1):
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops=dict(arrowstyle="->", color="0.4", lw=0.8))
+
+    top = depth + 1
+    box(0, 0, 6.3, f"previous layer: {c_in} channels", _COLOURS["norm"])
+    box(0, top, 6.3, f"filter concatenation: {c_out} channels", _COLOURS["inception"])
+    for j, column in enumerate(layers):
+        x = -2.4 + 1.6 * j
+        arrow(x, 0.33, x, 0.67)
+        for i, (text, colour) in enumerate(column, start=1):  # bottom to top, as in the paper
+            box(x, i, 1.45, text, colour)
+            if i > 1:
+                arrow(x, i - 0.67, x, i - 0.33)
+        arrow(x, len(column) + 0.33, x, top - 0.33)
+    ax.set_xlim(-3.3, 3.3)
+    ax.set_ylim(-0.5, top + 0.5)
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.axis("off")
     return ax

@@ -178,7 +178,8 @@ class GoogLeNet(nn.Module):
         self.aux_logits, self.transform_input = aux_logits, transform_input
         paper = variant == "paper"
         bn, k5 = not paper, (5 if paper else 3)  # torchvision's port has 3x3 where the paper has 5x5
-        lrn = (lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)) if paper else nn.Identity
+        # BVLC Caffe GoogLeNet (pool1/norm1, conv2/norm2): size 5, alpha 1e-4, beta 0.75, k 1
+        lrn = (lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)) if paper else nn.Identity
         c1, c2, c3 = STEM_CHANNELS["conv1"], STEM_CHANNELS["conv2"], STEM_CHANNELS["conv3"]
         rows = {r.name: r for r in INCEPTION_ROWS}
 

@@ -44,7 +44,8 @@ def test_chapter_opens_with_the_shared_colab_cell(path):
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_has_checked_outputs(path):
-    """nbval --nbval-lax compares only cells tagged nbval-check-output (or marked NBVAL_CHECK_OUTPUT)."""
+    """nbval --nbval-lax compares only cells marked for it (the `nbval-check-output` tag, or the
+    older `# NBVAL_CHECK_OUTPUT` comment) that hold stored outputs."""
     cells = json.loads(path.read_text())["cells"]
     checked = [c for c in cells if c["cell_type"] == "code"
                and ("nbval-check-output" in c["metadata"].get("tags", [])

@@ -5,7 +5,15 @@ import pytest
 import torch
 
 import googlenet
-from googlenet.features import branch_names, capture, capture_branches, draw_network, trace
+from googlenet.architecture import INCEPTION_ROWS
+from googlenet.features import (
+    branch_names,
+    capture,
+    capture_branches,
+    draw_inception,
+    draw_network,
+    trace,
+)
 
 matplotlib.use("Agg")
 
@@ -62,3 +70,21 @@ def test_capture_keeps_values_from_before_in_place_relu():
     paper = googlenet.GoogLeNet(10, variant="paper", stem="small", aux_logits=False)
     conv = capture(paper, torch.randn(1, 3, 32, 32), ["conv1.conv"])["conv1.conv"]
     assert conv.min() < 0  # a raw convolution output; ReLU (in place, after bn=Identity) came later
+
+
+def test_draw_inception_names_every_branch_layer():
+    row = INCEPTION_ROWS[0]  # inception (3a): 64 | 96, 128 | 16, 32 | 32 on 192 channels
+    ax = draw_inception(googlenet.GoogLeNet(variant="paper").inception3a)
+    texts = [t.get_text() for t in ax.texts if t.get_text()]  # arrows are empty texts
+    assert sorted(texts) == sorted([
+        "previous layer: 192 channels", "filter concatenation: 256 channels",
+        f"1x1 conv, {row.n1x1}", f"1x1 conv, {row.n3x3_reduce}", f"3x3 conv, {row.n3x3}",
+        f"1x1 conv, {row.n5x5_reduce}", f"5x5 conv, {row.n5x5}", "3x3 max pool",
+        f"1x1 conv, {row.pool_proj}"])
+    naive = torch.nn.Module()  # Figure 2a: no reductions; the pool passes its 192 channels on
+    naive.branch1, naive.branch2 = torch.nn.Conv2d(192, 64, 1), torch.nn.Conv2d(192, 128, 3)
+    naive.branch3, naive.branch4 = torch.nn.Conv2d(192, 32, 5), torch.nn.MaxPool2d(3, 1, 1)
+    texts = [t.get_text() for t in draw_inception(naive).texts if t.get_text()]
+    assert "filter concatenation: 416 channels" in texts and "5x5 conv, 32" in texts
+    assert len(texts) == 6
+    matplotlib.pyplot.close("all")
