@@ -33,9 +33,13 @@ REPO_VARIABLE = "GOOGLENET_BOOK_REPO"
 CLONE_NAME = "googlenet-book"
 
 
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
 def repository() -> tuple[str, str]:
     """The book's repository URL and branch, from ``_config.yml``."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    config = _config()["repository"]
     return config["url"], config["branch"]
 
 
@@ -81,6 +85,13 @@ if "google.colab" in sys.modules:
     sys.path[:0] = [p for p in (str(CLONE), str(CLONE / "book")) if p not in sys.path]
     os.chdir(CLONE / "book")
     print(f"Working in {{CLONE / 'book'}}, a clone of {{REPO}} ({branch}).")'''
+
+
+def colab_url(chapter: Path) -> str:
+    """Where Colab opens a chapter from the repository (the book's launch button's address)."""
+    url, branch = repository()
+    github = url.removeprefix("https://github.com/").removesuffix(".git")
+    return f"{_config()['launch_buttons']['colab_url']}/github/{github}/blob/{branch}/book/{chapter.name}"
 
 
 def chapters() -> list[Path]:
