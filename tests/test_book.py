@@ -39,6 +39,7 @@ def test_chapter_opens_with_the_shared_colab_cell(path):
     first = json.loads(path.read_text())["cells"][0]
     assert first["cell_type"] == "code"
     assert "".join(first["source"]) == colab.cell_source(), "run `python book/colab.py`"
+    assert first["metadata"].get("tags") == colab.TAGS, "run `python book/colab.py`"
     assert colab.repository_url() in colab.cell_source()
 
 
@@ -62,6 +63,25 @@ def test_notebooks_use_no_absolute_paths():
     for path in CHAPTERS:
         for cell in json.loads(path.read_text())["cells"]:
             assert not pattern.search("".join(cell["source"])), path.name
+
+
+def test_readme_opens_every_chapter_in_colab():
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\((https://colab\.research\.google\.com/[^)]+\.ipynb)\)", readme)
+    assert links == [colab.colab_url(path) for path in CHAPTERS]
+
+
+def test_the_oldest_supported_versions_are_what_ci_tests():
+    """pyproject's lower bounds are the versions .ci/run's second environment pins, and the README's."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    floors = dict(re.findall(r'"(torch|torchvision)>=([\d.]+)"', pyproject))
+    pinned = re.search(r'^OLDEST_TORCH="(.*)"$', ci, re.MULTILINE).group(1)
+    assert dict(re.findall(r"(torch|torchvision)==([\d.]+)", pinned)) == floors
+    python = re.search(r'^requires-python = ">=([\d.]+)"$', pyproject, re.MULTILINE).group(1)
+    assert f"OLDEST_PYTHON={python}\n" in ci
+    readme = (ROOT / "README.md").read_text()
+    assert f"Python {python}, torch {floors['torch']} and torchvision {floors['torchvision']}" in readme
 
 
 def test_readme_test_command_is_what_ci_runs():
