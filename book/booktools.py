@@ -96,7 +96,7 @@ def step_minutes(metrics: dict) -> list[float]:
 def plot_ablation(runs: dict[str, list[dict]], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
     """Training-batch accuracy (left) and test accuracy (right) against minutes of training."""
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")[1]
+        axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")[1]
     for i, (config, seeds) in enumerate(runs.items()):
         for m, style in zip(seeds, ("-", "--", ":", "-."), strict=False):
             label, color = f"{config}, seed {m['config']['seed']}", f"C{i}"
@@ -112,5 +112,6 @@ def plot_ablation(runs: dict[str, list[dict]], axes: Sequence[Axes] | None = Non
     for ax in axes:
         ax.set(xlabel="minutes of training")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
     return axes
