@@ -4,9 +4,16 @@ Chapters import this module from their own folder (`import booktools`): the note
 chapter's folder as the working directory, locally, in the book build, under nbval and in Colab.
 """
 
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torchinfo
+from matplotlib.axes import Axes
 from torch import nn
 from torchinfo.enums import Units
 
@@ -55,3 +62,106 @@ def fashion_mnist_config(device: str = "auto", *, verbose: bool = True, **overri
     if verbose:
         print(why)
     return TrainConfig(**{**settings, **overrides})
+
+
+# --------------------------------------------------------------------------- ablation runs
+# Chapters 5 and 8 compare training runs committed under results/ablation/<config>_seed<k>/.
+
+ABLATION = Path("results") / "ablation"
+
+
+def ablation_runs(configs: list[str], root: Path = ABLATION) -> dict[str, list[dict]]:
+    """Every seed's metrics.json of each configuration, in seed order: {config: [metrics, ...]}."""
+    runs = {}
+    for config in configs:
+        found = [json.loads(p.read_text()) for p in root.glob(f"{config}_seed*/metrics.json")]
+        runs[config] = sorted(found, key=lambda m: m["config"]["seed"])
+    return runs
+
+
+def accuracy_summary(runs: dict[str, list[dict]]) -> dict[str, tuple[float, float]]:
+    """Final test accuracy per configuration: (mean, spread), spread = half the seeds' range."""
+    summary = {}
+    for config, seeds in runs.items():
+        acc = [m["test_acc"] for m in seeds]
+        summary[config] = (statistics.mean(acc), (max(acc) - min(acc)) / 2)
+    return summary
+
+
+def images_per_second(metrics: dict) -> float:
+    """Training images per second of training time over the whole run."""
+    return sum(e["images"] for e in metrics["epochs"]) / metrics["train_time_s"]
+
+
+def learnt(metrics: dict) -> bool:
+    """Whether a run learnt anything: finite training losses and a final test accuracy twice chance."""
+    finite = all(math.isfinite(s["loss"]) for s in metrics["steps"])
+    return finite and metrics["test_acc"] > 2 / len(metrics["classes"])
+
+
+def print_ablation_table(runs: dict[str, list[dict]]) -> None:
+    """One line per run, then each configuration's final test accuracy as mean ± spread."""
+    print(f"{'configuration':19s} {'seed':>4s} {'epochs':>6s} {'images/s':>8s}"
+          f" {'last loss':>9s} {'test acc':>8s}")
+    for config, seeds in runs.items():
+        for m in seeds:
+            print(f"{config:19s} {m['config']['seed']:4d} {m['epochs'][-1]['at_epoch']:6.2f}"
+                  f" {images_per_second(m):8.0f} {m['steps'][-1]['loss']:9.3f} {m['test_acc']:8.2%}")
+    print()
+    for config, (mean, spread) in accuracy_summary(runs).items():
+        print(f"{config:19s} {len(runs[config])} seeds: test accuracy {mean:.2%} ± {spread:.2%}")
+
+
+def compare(runs: dict[str, list[dict]], baseline: str, other: str) -> tuple[float, float]:
+    """(mean accuracy of ``other`` minus ``baseline``, their two spreads together)."""
+    summary = accuracy_summary(runs)
+    (base, base_spread), (mean, spread) = summary[baseline], summary[other]
+    return mean - base, base_spread + spread
+
+
+def print_comparison(runs: dict[str, list[dict]], baseline: str, other: str) -> None:
+    """The difference of the means, and whether it is larger than the seeds' spreads together."""
+    diff, spreads = compare(runs, baseline, other)
+    verdict = "a measurable difference" if abs(diff) > spreads else "no measurable difference"
+    print(f"{other} - {baseline}: {100 * diff:+.2f} points; spreads together"
+          f" {100 * spreads:.2f} points: {verdict}")
+
+
+def step_minutes(metrics: dict) -> list[float]:
+    """Minutes of training at each entry of the step history (from each epoch's clock)."""
+    first = metrics["steps"][0]
+    per_epoch = round(first["step"] / first["epoch"])  # batches in an epoch
+    batch = metrics["config"]["batch_size"]
+    before = [0.0]  # seconds of training before each epoch
+    for e in metrics["epochs"]:
+        before.append(before[-1] + e["train_time_s"])
+    minutes = []
+    for s in metrics["steps"]:
+        epoch = (s["step"] - 1) // per_epoch
+        images = (s["step"] - epoch * per_epoch) * batch
+        minutes.append((before[epoch] + images / s["images_per_s"]) / 60)
+    return minutes
+
+
+def plot_ablation(runs: dict[str, list[dict]], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """Training-batch accuracy (left) and test accuracy (right) against minutes of training."""
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")[1]
+    for i, (config, seeds) in enumerate(runs.items()):
+        for m, style in zip(seeds, ("-", "--", ":", "-."), strict=False):
+            label, color = f"{config}, seed {m['config']['seed']}", f"C{i}"
+            acc = [100 * s["acc"] for s in m["steps"]]
+            axes[0].plot(step_minutes(m), acc, style, color=color, lw=1, label=label)
+            ends = [0.0]
+            for e in m["epochs"]:
+                ends.append(ends[-1] + e["train_time_s"] / 60)
+            test = [100 * e["test_acc"] for e in m["epochs"]]
+            axes[1].plot(ends[1:], test, "o" + style, color=color, label=label)
+    axes[0].set(ylabel="accuracy (%)", title="main classifier on the training batches")
+    axes[1].set(ylabel="accuracy (%)", title="test set, after each epoch and at the end")
+    for ax in axes:
+        ax.set(xlabel="minutes of training")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    return axes
