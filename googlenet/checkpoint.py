@@ -177,11 +177,14 @@ def export_for_evaluation(
     src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16
 ) -> Path:
     """Write a small evaluation-only copy of a training checkpoint: the evaluation weights (averaged
-    ones if kept) in ``dtype`` and the metadata; no optimizer, scaler or RNG state."""
+    ones if kept) in ``dtype`` and the metadata; no optimizer, scaler or RNG state, and no auxiliary
+    heads (they only add to the training loss; torchvision's pretrained weights drop them the same way)."""
     state = read_checkpoint(src)
-    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in evaluation_weights(state).items()}
+    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in evaluation_weights(state).items()
+               if not k.startswith(("aux1.", "aux2."))}
+    meta = {**state, "model_kwargs": {**state["model_kwargs"], "aux_logits": False}}
     progress = {"epoch": state.get("epoch"), "step": state.get("step")}
-    return save_checkpoint(dst, state, weights, progress=progress)
+    return save_checkpoint(dst, meta, weights, progress=progress)
 
 
 def reference_checkpoint(name: str) -> Path:

@@ -43,6 +43,7 @@ from .device import (
     amp_dtype,
     cpu_name,
     describe_device,
+    fast_bf16,
     init_distributed,
     pick_device,
     rank_seed,
@@ -218,11 +219,11 @@ def provenance(command: str | None) -> dict[str, Any]:
     now = datetime.datetime.now(datetime.timezone.utc)
     return {
         "command": command, "date": now.isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
-                    "gpu": gpu},
+        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "cores": os.cpu_count(),
+                    "threads": torch.get_num_threads(), "native_bf16": fast_bf16("cpu"), "gpu": gpu},
         "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
                      "torchvision": torchvision.__version__, "googlenet": __version__},
-        "git_commit": git_commit(),
+        "commit": git_commit(),
     }
 
 

@@ -45,17 +45,26 @@ def test_chapter_opens_with_the_shared_colab_cell(path):
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_has_checked_outputs(path):
-    """nbval --nbval-lax compares only cells marked for it (the `nbval-check-output` tag, or the
-    older `# NBVAL_CHECK_OUTPUT` comment) that hold stored outputs."""
+    """nbval --nbval-lax compares only cells tagged `nbval-check-output`, which must hold stored outputs."""
     cells = json.loads(path.read_text())["cells"]
     checked = [c for c in cells if c["cell_type"] == "code"
-               and ("nbval-check-output" in c["metadata"].get("tags", [])
-                    or "".join(c["source"]).startswith("# NBVAL_CHECK_OUTPUT"))]
+               and "nbval-check-output" in c["metadata"].get("tags", [])]
     assert len(checked) >= 2, "mark the cells that print the chapter's numbers"
     assert all(c["outputs"] and c["execution_count"] for c in checked), "execute and commit outputs"
     errors = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]
               if o["output_type"] == "error"]
     assert not errors
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_code_reads_cleanly_in_the_html(path):
+    """Code lines fit the page (88 columns) and no nbval marker comment shows: markers are cell tags."""
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        lines = "".join(cell["source"]).splitlines()
+        assert not [line for line in lines if len(line) > 88], f"cell {i}: lines over 88 characters"
+        assert not [line for line in lines if "NBVAL_" in line], f"cell {i}: use a cell tag, not a comment"
 
 
 def test_notebooks_use_no_absolute_paths():

@@ -17,7 +17,7 @@ import googlenet
 RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 # run -> (lowest test accuracy it must reach, most seconds of training it may take)
 GOALS = {"fashion_mnist_small": (0.940, 40 * 60), "fashion_mnist_96": (0.920, 60 * 60)}
-PROVENANCE = ("command", "machine", "versions", "date", "commit")
+PROVENANCE = ("command", "machine", "versions", "date", "commit")  # googlenet.engine.provenance
 
 
 def metrics(run: str) -> dict:
@@ -28,11 +28,12 @@ def metrics(run: str) -> dict:
 def test_checkpoint_loads_with_weights_only(run):
     path = googlenet.reference_checkpoint(run)
     state = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code can run
-    assert "optimizer" not in state, "commit evaluation weights only"
-    assert path.stat().st_size < 20e6
+    assert state["optimizer"] is None and state["rng"] is None, "commit evaluation weights only"
+    assert path.stat().st_size < 15e6  # half precision, without the training-only auxiliary heads
     model, meta = googlenet.load_model(path)
     assert not model.training and meta["dataset"] == "fashion_mnist"
-    assert meta["model_kwargs"] == metrics(run)["model_kwargs"]
+    assert meta["model_kwargs"] == {**metrics(run)["model_kwargs"], "aux_logits": False}
+    assert model.aux1 is None and next(model.parameters()).dtype == torch.float32
 
 
 @pytest.mark.parametrize("run", GOALS)
@@ -55,3 +56,11 @@ def test_recorded_accuracy_matches_a_fresh_evaluation(run, fmnist_root, tmp_path
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     accuracy = float(re.search(r"accuracy (\d+\.\d+)% on 10000 images", out).group(1)) / 100
     assert abs(accuracy - metrics(run)["test_acc"]) <= 0.003, (accuracy, metrics(run)["test_acc"])
+
+
+def test_readme_states_the_recorded_accuracies():
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    for run in GOALS:
+        stated = re.search(rf"`{run}` is [^(]*\((\d+\.\d)% test accuracy\)", readme)
+        assert stated, f"README: say `{run}` is ... (NN.N% test accuracy)"
+        assert float(stated.group(1)) == round(100 * metrics(run)["test_acc"], 1)

@@ -123,7 +123,8 @@ def test_history_checkpoint_and_load_model(fmnist_root, tmp_path):
     assert saved["epochs"] == history["epochs"] and saved["amp"] == "bfloat16"
     assert saved["versions"]["torch"] == torch.__version__ and saved["machine"]["threads"] >= 1
     assert saved["date"].endswith("+00:00") and saved["command"] is None  # not started from the CLI
-    assert saved["git_commit"] is None or len(saved["git_commit"]) == 40
+    assert saved["commit"] is None or len(saved["commit"]) == 40
+    assert saved["machine"]["cores"] >= 1 and isinstance(saved["machine"]["native_bf16"], bool)
     assert history["steps"][0]["step"] == 1 and 0 < history["train_time_s"] < 60
     model, meta = load_model(config.run_dir / "checkpoint.pt")
     assert not model.training and meta["dataset"] == "fashion_mnist" and len(meta["classes"]) == 10
@@ -244,6 +245,7 @@ def test_checkpoints_of_every_kind_load(fmnist_root, tmp_path):
     state = read_checkpoint(small)
     assert state["optimizer"] is None and state["rng"] is None
     assert state["model"]["fc.weight"].dtype == torch.half
+    assert not any(k.startswith("aux") for k in state["model"]) and not state["model_kwargs"]["aux_logits"]
     exported, meta_small = load_model(small)
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
