@@ -254,6 +254,7 @@ def test_checkpoints_of_every_kind_load(fmnist_root, tmp_path):
 
     # a checkpoint as the previous layout wrote it: the RNG state a bare tensor, no provenance
     old = {k: state[k] for k in ("model_kwargs", "classes", "mean", "std", "dataset", "image_size", "resize")}
+    old["model_kwargs"] = meta["model_kwargs"]  # the training run's model, auxiliary heads included
     old.update(format="googlenet-checkpoint", version=1, model=model.state_dict(), optimizer={}, scaler={},
                average={"weights": model.state_dict(), "updates": 3}, rng=torch.get_rng_state(), epoch=1)
     legacy, _ = load_model(write_atomically(old, tmp_path / "old.pt"))
