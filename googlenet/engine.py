@@ -139,6 +139,8 @@ def train(config: TrainConfig, *, command: str | None = None) -> dict[str, Any]:
             run.say(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%} "
                     f"| test loss {test['loss']:.4f} acc {test['accuracy']:.2%} "
                     f"| {record['images_per_s']:.0f} img/s")
+        if run.world_size > 1:  # leave together: with torch 2.6's gloo, a rank that tears its process
+            dist.barrier()      # group down while rank 0 still writes the checkpoint hangs
         return run.history
     finally:
         run.close()
