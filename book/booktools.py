@@ -18,7 +18,7 @@ from torch import nn
 from torchinfo.enums import Units
 
 from googlenet import TrainConfig
-from googlenet.device import fast_bf16, pick_device
+from googlenet.device import device_plan, pick_device
 
 
 class _ReadableSummary(torchinfo.ModelStatistics):
@@ -47,20 +47,24 @@ def fashion_mnist_config(device: str = "auto", *, verbose: bool = True, **overri
 
     CPU: at most 2 epochs and :data:`QUICK_CPU_SECONDS` of training (the one-cycle schedule runs on
     the clock, so it always finishes its annealing), channels_last, bf16 where the CPU has it.
-    GPU: 30 epochs with mixed precision and an EMA of the weights.
+    GPU: 30 epochs with the device's mixed precision and batch size, and an EMA of the weights.
+    With ``verbose``, prints the setting and every decision taken from the device, with its reason.
     """
     dev = pick_device(device)
-    settings = {"dataset": "fashion_mnist", "channels_last": True, "device": str(dev)}
+    plan = device_plan(dev)
+    settings = {"dataset": "fashion_mnist", "channels_last": True, "device": str(dev), "amp": plan.amp}
     if dev.type == "cpu":
-        bf16 = fast_bf16(dev)
-        settings.update(epochs=2, time_limit=QUICK_CPU_SECONDS, amp="bf16" if bf16 else "none")
+        settings.update(epochs=2, time_limit=QUICK_CPU_SECONDS)
         why = (f"No GPU: quick CPU setting, at most 2 epochs and {QUICK_CPU_SECONDS} s of "
-               f"training{' in bf16' if bf16 else ''}; a GPU runs the full 30 epochs.")
+               f"training{' in bf16' if plan.amp == 'bf16' else ' in float32'}; a GPU runs the full "
+               "30 epochs.")
     else:
-        settings.update(epochs=30, batch_size=256, lr=0.2, amp="auto", average="ema")
-        why = f"GPU found ({dev.type}): full setting, 30 epochs with mixed precision and EMA."
+        lr = 0.1 * plan.batch_size / 128  # the recipe's 0.1 at batch 128, scaled linearly
+        settings.update(epochs=30, batch_size=plan.batch_size, lr=lr, average="ema")
+        why = f"GPU found ({dev.type}): full setting, 30 epochs with EMA."
     if verbose:
         print(why)
+        print("\n".join("  " + line for line in plan.lines()))
     return TrainConfig(**{**settings, **overrides})
 
 

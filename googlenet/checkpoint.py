@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from .device import check_available
 from .model import GoogLeNet
 
 # The reference runs trained for the book, committed with the repository (see book/results/).
@@ -103,6 +104,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m googlenet.train`")
+    if isinstance(map_location, str | torch.device):
+        check_available(map_location)  # a missing device is not a corrupt file
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many kinds here (zip, pickle, EOF, unsupported global)

@@ -91,8 +91,9 @@ class TrainConfig:
     augment: bool = _flag(True, "random crops and horizontal flips of the training images")
     on_device: bool = _flag(True, "keep in-memory datasets (Fashion-MNIST, CIFAR-10) on the GPU and "
                                   "augment there")
-    workers: int = _flag(4, "loader processes decoding image files, started once per run "
-                            "(0: decode in the main process)", check=NON_NEGATIVE)
+    workers: int | None = _flag(None, "loader processes decoding image files, started once per run "
+                                      "(0: decode in the main process; default: the device's, up to 8 "
+                                      "feeding a GPU, half the cores on a CPU)", check=NON_NEGATIVE)
     # model
     variant: str = _flag("torchvision", "'torchvision' (batch norm) or 'paper' (as published)",
                          choices=VARIANTS)

@@ -225,11 +225,16 @@ def _folder_mean_std(train_dir: Path, image_size: int) -> tuple[tuple[float, ...
     return compute_mean_std(torch.stack([plain[i][0] for i in range(0, len(plain), step)]))
 
 
+def subset_indices(size: int, n: int) -> Tensor:
+    """The indices of the fixed random sample of ``n`` of ``size`` items that ``subset=n`` keeps."""
+    return torch.randperm(size, generator=torch.Generator().manual_seed(0))[:n]
+
+
 def _take(split: TensorImages | Dataset, n: int | None) -> TensorImages | Dataset:
     """A fixed random subset of ``n`` samples (the same for every run), or the split unchanged."""
     if n is None or n >= len(split):
         return split
-    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:n]
+    idx = subset_indices(len(split), n)
     if isinstance(split, TensorImages):
         return TensorImages(split.images[idx], split.labels[idx])
     return Subset(split, idx.tolist())

@@ -43,6 +43,7 @@ from .device import (
     amp_dtype,
     cpu_name,
     describe_device,
+    device_plan,
     fast_bf16,
     init_distributed,
     pick_device,
@@ -249,6 +250,7 @@ class Run:
         self.rank, self.world_size, local_rank = init_distributed()
         self.device = pick_device(c.device, local_rank)
         self.amp_dtype = amp_dtype(c.amp, self.device)
+        self.workers = c.workers if c.workers is not None else device_plan(self.device).workers
         processes = f", {self.world_size} processes" if self.world_size > 1 else ""
         self.say(describe_device(self.device) + processes)
         if self.device.type == "cuda":
@@ -259,7 +261,7 @@ class Run:
                               subset=c.subset)
         if self.rank == 0 and self.world_size > 1:
             dist.barrier()
-        shard = {"seed": c.seed, "rank": self.rank, "world_size": self.world_size, "workers": c.workers,
+        shard = {"seed": c.seed, "rank": self.rank, "world_size": self.world_size, "workers": self.workers,
                  "on_device": c.on_device}
         self.train_loader = make_loader(self.data, "train", c.batch_size, self.device, augment=c.augment,
                                         **shard)

@@ -10,6 +10,8 @@ The measuring itself is :func:`googlenet.metrics.evaluate`.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from .cli import Parser, checked, run_main
 from .config import AT_LEAST_1
 from .data import load_data, make_loader
 from .device import pick_device
+from .engine import provenance
 from .metrics import evaluate, report
 
 
@@ -38,7 +41,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--subset", type=checked(int, AT_LEAST_1), default=None,
                         help="evaluate only this many test images (a fixed random sample), for a quick look")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where to save the confusion matrix image (default: next to the checkpoint)")
+                        help="where to save the confusion matrix image (default: next to the checkpoint); "
+                             "the same name with .json gets the numbers, each image's prediction and "
+                             "margin, and the command, machine and versions")
     args = parser.parse_args(argv)
 
     from .plots import plot_confusion_matrix
@@ -49,13 +54,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     root = args.data_root or config.get("data_root")
     data = load_data(meta["dataset"], root, image_size=meta["image_size"], subset=args.subset,
                      mean=meta["mean"], std=meta["std"])
-    metrics = evaluate(model, make_loader(data, "test", args.batch_size, device), len(meta["classes"]))
+    loader = make_loader(data, "test", args.batch_size, device)
+    metrics = evaluate(model, loader, len(meta["classes"]), per_image=True)  # in float32
     print(report(metrics, meta["classes"]))
 
     out = args.out or args.checkpoint.with_name("confusion_matrix.png")
     ax = plot_confusion_matrix(metrics["confusion"], meta["classes"])
     ax.figure.savefig(out, dpi=150, bbox_inches="tight")
-    out.with_suffix(".json").write_text(json.dumps(metrics, indent=1))
+    command = shlex.join(["python", "-m", "googlenet.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    record = {**metrics, "precision": "float32", "subset": args.subset, **provenance(command)}
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
     print(f"confusion matrix saved to {out} (numbers in {out.with_suffix('.json')})")
     return metrics
 

@@ -20,31 +20,44 @@ def evaluate(
     *,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    per_image: bool = False,
 ) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` (in eval mode) on ``loader``.
 
     ``confusion[i][j]`` counts images of true class ``i`` predicted as ``j``. Under
     ``torch.distributed`` each rank sees its shard and the counts are summed over ranks.
+    ``per_image=True`` also returns, in the loader's order, each image's ``predictions`` and
+    ``margins`` (its top logit minus the runner-up: near 0, rounding can flip the prediction);
+    under ``torch.distributed`` those are this rank's images only.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    predictions, margins = [], []
     for x, y in loader:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         autocast = torch.autocast(device.type, amp_dtype) if amp_dtype else contextlib.nullcontext()
         with autocast:
-            logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
         pairs = y * num_classes + logits.argmax(1)  # (true, predicted) as one index
         confusion += torch.bincount(pairs, minlength=num_classes**2).view_as(confusion)
+        if per_image:
+            top2 = logits.topk(2, dim=1)
+            predictions.append(top2.indices[:, 0])
+            margins.append(top2.values[:, 0] - top2.values[:, 1])
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(confusion)
         dist.all_reduce(loss_sum)
     model.train(was_training)
-    return summarize(confusion.cpu(), loss_sum.item())
+    result = summarize(confusion.cpu(), loss_sum.item())
+    if per_image:
+        result["predictions"] = torch.cat(predictions).tolist()
+        result["margins"] = [round(m, 5) for m in torch.cat(margins).tolist()]
+    return result
 
 
 def summarize(confusion: Tensor, loss_sum: float | None = None) -> dict[str, Any]:

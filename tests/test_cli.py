@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from PIL import Image
 
-from googlenet import evaluate, predict, train
+from googlenet import evaluate, load_model, predict, reference_checkpoint, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,3 +95,20 @@ def test_a_diverging_run_stops_with_one_line(image_folder, tmp_path):
                 "32", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--lr", "1e30", "--no-progress",
                 "--device", "cpu", "--out-dir", str(tmp_path / "run"))
     assert "loss became NaN or infinite at step" in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(),
+                    reason="this machine has the GPUs the test asks for")
+def test_a_device_the_machine_lacks_gets_one_line(tmp_path):
+    """Never a traceback, and a healthy checkpoint is never called corrupt for a device reason."""
+    reference = str(reference_checkpoint("fashion_mnist_small"))
+    image = tmp_path / "shoe.png"
+    Image.new("L", (28, 28), 128).save(image)
+    for device in ("cuda", "mps"):
+        for args in (("googlenet.train", "--epochs", "1"),
+                     ("googlenet.evaluate", "--checkpoint", reference),
+                     ("googlenet.predict", str(image), "--checkpoint", reference)):
+            err = fails(*args, "--device", device)
+            assert f"device {device}:" in err and "corrupt" not in err, err
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        load_model(reference, map_location="cuda")

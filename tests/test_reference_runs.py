@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import googlenet
+from googlenet.data import subset_indices
 
 RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 # run -> (lowest test accuracy it must reach, most seconds of training it may take)
@@ -47,15 +48,41 @@ def test_metrics_record_provenance_and_reach_the_goal(run):
     assert m["epochs"][-1]["test_acc"] == m["test_acc"]
 
 
+def evaluation(run: str) -> dict:
+    """The float32 evaluation committed with a run: `python -m googlenet.evaluate` on all test images."""
+    return json.loads((RESULTS / run / "evaluation.json").read_text())
+
+
 @pytest.mark.parametrize("run", GOALS)
-def test_recorded_accuracy_matches_a_fresh_evaluation(run, fmnist_root, tmp_path):
-    """What `python -m googlenet.evaluate` prints for the committed weights is what training recorded."""
+def test_the_committed_evaluation_is_the_evaluate_commands_on_the_whole_test_set(run):
+    e = evaluation(run)
+    assert e["command"] == f"python -m googlenet.evaluate --checkpoint book/results/{run}/model.pt " \
+        f"--device cpu --out book/results/{run}/evaluation.png"
+    assert e["precision"] == "float32" and e["subset"] is None and e["count"] == 10_000
+    assert all(e.get(key) for key in PROVENANCE)
+    assert len(e["predictions"]) == len(e["margins"]) == 10_000 and min(e["margins"]) >= 0
+    confusion = torch.tensor(e["confusion"])
+    assert confusion.sum(1).tolist() == [1000] * 10  # every test image once
+    assert confusion.trace().item() / 10_000 == e["accuracy"]
+    # training evaluated in bf16 where the CPU had it: the same accuracy to within a few images
+    assert abs(e["accuracy"] - metrics(run)["test_acc"]) <= 0.003, (e["accuracy"], metrics(run)["test_acc"])
+
+
+@pytest.mark.parametrize("run", GOALS)
+def test_a_fresh_evaluation_predicts_what_the_committed_one_did(run, fmnist_root, tmp_path):
+    """`python -m googlenet.evaluate --subset 500` on this machine: the committed float32 evaluation's
+    predictions, image by image, except near-ties that rounding may tip (a margin under 0.01)."""
     checkpoint = str(googlenet.reference_checkpoint(run))
+    out = tmp_path / "confusion.png"
     command = [sys.executable, "-m", "googlenet.evaluate", "--checkpoint", checkpoint, "--device", "cpu",
-               "--data-root", str(fmnist_root), "--out", str(tmp_path / "confusion.png")]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    accuracy = float(re.search(r"accuracy (\d+\.\d+)% on 10000 images", out).group(1)) / 100
-    assert abs(accuracy - metrics(run)["test_acc"]) <= 0.003, (accuracy, metrics(run)["test_acc"])
+               "--data-root", str(fmnist_root), "--out", str(out), "--subset", "500"]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert re.search(r"accuracy \d+\.\d+% on 500 images", printed)
+    fresh = json.loads(out.with_suffix(".json").read_text())
+    sample = subset_indices(10_000, 500).tolist()  # the images --subset 500 keeps
+    committed = evaluation(run)
+    differ = [i for i, p in zip(sample, fresh["predictions"], strict=True) if p != committed["predictions"][i]]
+    assert all(committed["margins"][i] < 0.01 for i in differ), [(i, committed["margins"][i]) for i in differ]
 
 
 def test_readme_states_the_recorded_accuracies():
