@@ -12,8 +12,8 @@ PACKAGE = Path(googlenet.__file__).parent
 LAYERS = [
     ["architecture"],
     ["model"],
-    ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "device", "metrics",
-     "plots"],
+    ["device"],
+    ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "metrics", "plots"],
     ["config"],
     ["engine"],
     ["cli"],
