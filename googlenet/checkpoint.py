@@ -3,9 +3,11 @@
 A checkpoint is a plain dict of tensors, numbers and strings (so the safe ``weights_only`` loader
 reads it), written atomically: the model's constructor arguments, class names, normalisation
 (:data:`METADATA_KEYS`), the training weights, the averaged (EMA/Polyak) weights if any, and,
-for a run that can resume, the optimizer, gradient-scaler and RNG state (CPU and the current
-CUDA device), the progress counters and the metrics history. :func:`load_model` rebuilds a
-ready-to-use model from the file alone.
+for a run that can resume, the optimizer and gradient-scaler state, the progress counters and
+the metrics history. No random state: every epoch seeds its own from the run's seed, the epoch
+and the rank (see :func:`~googlenet.device.seed_for`), so a resumed run needs none. The ``rng``
+key stays, always None, so that the layout is the same as before (older files' values are
+ignored). :func:`load_model` rebuilds a ready-to-use model from the file alone.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def save_checkpoint(
     """Write a checkpoint to ``path`` atomically (a temporary file, then a rename).
 
     ``meta`` holds :data:`METADATA_KEYS`; ``model`` is the model or its weights. Passing the
-    ``optimizer`` makes the checkpoint resumable: it then also keeps the scaler and RNG state.
+    ``optimizer`` makes the checkpoint resumable: it then also keeps the scaler state.
     ``progress`` holds the counters the training loop resumes from (epoch, step, ...).
     """
     state = {k: meta[k] for k in METADATA_KEYS}
@@ -51,8 +53,7 @@ def save_checkpoint(
     if average is not None:
         state["average"] = {"weights": average.module.state_dict(), "updates": int(average.n_averaged)}
     if optimizer is not None:
-        state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict() if scaler else None,
-                     rng=rng_state())
+        state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict() if scaler else None)
     return write_atomically({"format": FORMAT, "version": VERSION, **state}, path)
 
 
@@ -72,17 +73,11 @@ def write_atomically(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def rng_state() -> dict[str, torch.Tensor | None]:
-    """The global random state: the CPU generator and, when CUDA is in use, the current device's."""
-    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    return {"cpu": torch.get_rng_state(), "cuda": cuda}
-
-
 def restore_training(
     state: dict[str, Any], model: nn.Module, *, average: AveragedModel | None,
     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
 ) -> None:
-    """Load a resumable checkpoint's weights, average, optimizer, scaler and RNG state in place."""
+    """Load a resumable checkpoint's weights, average, optimizer and scaler state in place."""
     if state.get("optimizer") is None:
         raise CheckpointError("this checkpoint holds no optimizer state (an evaluation-only copy?): "
                               "it cannot be resumed")
@@ -94,9 +89,6 @@ def restore_training(
     optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["cpu"])
-    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["rng"]["cuda"])
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -180,7 +172,7 @@ def export_for_evaluation(
     src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16
 ) -> Path:
     """Write a small evaluation-only copy of a training checkpoint: the evaluation weights (averaged
-    ones if kept) in ``dtype`` and the metadata; no optimizer, scaler or RNG state, and no auxiliary
+    ones if kept) in ``dtype`` and the metadata; no optimizer or scaler state, and no auxiliary
     heads (they only add to the training loss; torchvision's pretrained weights drop them the same way)."""
     state = read_checkpoint(src)
     weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in evaluation_weights(state).items()

@@ -134,8 +134,9 @@ class TrainConfig:
     compile: bool = _flag(False, "torch.compile the model (slow start, faster steps)")
     device: str = _flag("auto", "cpu, cuda, cuda:1, mps, or auto (the best available)")
     # bookkeeping
-    seed: int = _flag(0, "random seed: weights (the same on every process), shuffling; augmentation and "
-                         "dropout use seed + rank", check=NON_NEGATIVE)
+    seed: int = _flag(0, "random seed of the weights (the same on every process); each epoch's shuffle "
+                         "(shared), augmentation and dropout (per process) use seeds derived from it, the "
+                         "epoch and the process", check=NON_NEGATIVE)
     out_dir: str | None = _flag(None, "where checkpoint.pt and metrics.json go (default: runs/<dataset>)")
     resume: bool = _flag(False, "continue the run saved in --out-dir exactly where it stopped; refused if "
                                 "a flag that changes the run differs from the saved run's")

@@ -9,9 +9,9 @@ Two loading paths yield the same thing, normalised float batches already on the 
   workers decode and augment with torchvision transforms.
 
 Both shuffle with a generator seeded by ``(seed, epoch)`` and shard indices across distributed
-ranks, and draw augmentation from seeds of ``(seed, epoch, rank)`` (per image for image files),
-so an epoch's batches depend only on the seed and the epoch number: that is what makes
-``--resume`` exact.
+ranks, and draw augmentation from seeds of ``(seed, epoch, rank)`` (per image for image files;
+all from :func:`~googlenet.device.seed_for`), so an epoch's batches depend only on the seed, the
+epoch number and the rank: that is what makes ``--resume`` exact.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import datasets
 from torchvision import transforms as T
+
+from .device import seed_for
 
 DATASETS = ("fashion_mnist", "cifar10", "imagenette", "folder")
 IN_MEMORY = ("fashion_mnist", "cifar10")
@@ -295,7 +297,7 @@ def shard_indices(
     """
     if not shuffle:
         return torch.arange(rank, n, world_size)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed_for(seed, "shuffle", epoch)))
     per_rank = -(-n // world_size)
     order = order.repeat(-(-per_rank * world_size // n))[: per_rank * world_size]
     return order[rank::world_size]
@@ -360,7 +362,7 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self._indices().to(self.images.device)
         # augmentation differs between ranks (each rank's crops are its own), order is shared
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1 + 1_000_003 * self.rank)
+        gen = torch.Generator().manual_seed(seed_for(self.seed, "augment", self.epoch, self.rank))
         for i in range(len(self)):
             take = idx[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[take]
@@ -382,9 +384,10 @@ class ShardSampler(Sampler):
     """This rank's share of a dataset, in the order :func:`shard_indices` gives for ``(seed, epoch)``.
 
     What ``DistributedSampler`` does, plus a seed per sample: it yields ``(index, sample seed)``
-    pairs so that :class:`SeededSamples` draws each image's augmentation from its own seed. Then
-    an epoch's batches depend only on ``(seed, epoch)``, whatever the number of worker processes,
-    and persistent workers (started once per run) still resume exactly.
+    pairs, the seed from ``(seed, epoch, rank, index)``, so that :class:`SeededSamples` draws each
+    image's augmentation from its own seed. Then an epoch's batches depend only on ``(seed, epoch,
+    rank)``, whatever the number of worker processes, and persistent workers (started once per
+    run) still resume exactly.
     """
 
     def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
@@ -403,15 +406,16 @@ class ShardSampler(Sampler):
         return self._len
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        base = (self.seed * 100_003 + self.epoch) * 1_000_003
-        return ((i, base + i) for i in self._indices().tolist())
+        seed, epoch, rank = self.seed, self.epoch, self.rank
+        return ((i, seed_for(seed, "sample", epoch, rank, i)) for i in self._indices().tolist())
 
 
 class SeededSamples(Dataset):
     """``dataset[index]`` drawn from the seed that comes with the index (see :class:`ShardSampler`).
 
-    The global generator is saved and restored around each sample, so loading in the main
-    process (``workers=0``) leaves the training's random stream (dropout) untouched.
+    The global CPU generator is saved and restored around each sample, and only it is seeded, so
+    loading in the main process (``workers=0``) leaves the training's random streams (dropout, on
+    the CPU or a GPU) untouched.
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -423,7 +427,7 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # torch.manual_seed would reseed the GPU too
             return self.dataset[index]
 
 

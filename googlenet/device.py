@@ -7,6 +7,7 @@ process joins its group, and which seed each process uses.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 from dataclasses import dataclass
@@ -216,12 +217,25 @@ def init_distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world_size, local_rank
 
 
-def rank_seed(seed: int, rank: int) -> int:
-    """The seed of one process's randomness (dropout, augmentation): different on every rank.
+SEED_PURPOSES = ("weights", "shuffle", "augment", "dropout", "sample")
 
-    Weights are initialised from ``seed`` itself, so every rank starts from the same model.
+
+def seed_for(seed: int, purpose: str, epoch: int = 0, rank: int = 0, index: int = 0) -> int:
+    """The seed of one use of randomness: a 63-bit hash of (seed, purpose, epoch, rank, index).
+
+    Different keys get unrelated seeds (equal ones by a chance of 2**-63), so no stream repeats
+    another (one epoch's augmentation is never the next epoch's shuffle). Which parts of the key a
+    purpose uses is the caller's choice: ``"shuffle"`` (seed, epoch), shared by every rank;
+    ``"augment"`` and ``"dropout"`` (seed, epoch, rank); ``"sample"`` (seed, epoch, rank, index),
+    one image file's augmentation. ``"weights"`` is ``seed`` itself, so ``torch.manual_seed(seed)``
+    then building the model gives the run's initial weights, the same on every rank.
     """
-    return seed + rank
+    if purpose not in SEED_PURPOSES:
+        raise ValueError(f"purpose must be one of {SEED_PURPOSES}, got {purpose!r}")
+    if purpose == "weights":
+        return seed
+    key = repr((seed, purpose, epoch, rank, index)).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
 
 def all_reduce(t: torch.Tensor) -> torch.Tensor:

@@ -7,9 +7,10 @@ From Python::
     history = train(TrainConfig(dataset="fashion_mnist", epochs=2, out_dir="runs/fmnist"))
 
 A run writes ``<out_dir>/checkpoint.pt`` after every epoch (``resume=True`` continues from it
-exactly, CPU and GPU random state included) and ``<out_dir>/metrics.json``: the history, with the
-command line, machine, library versions, date and git commit of the latest start. A loss that
-becomes infinite or NaN stops the run with :class:`NonFiniteLossError` before anything is saved.
+exactly, on every process: each epoch seeds its dropout, shuffle and augmentation from the seed,
+the epoch and the rank) and ``<out_dir>/metrics.json``: the history, with the command line,
+machine, library versions, date and git commit of the latest start. A loss that becomes infinite
+or NaN stops the run with :class:`NonFiniteLossError` before anything is saved.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .device import (
     fast_bf16,
     init_distributed,
     pick_device,
-    rank_seed,
+    seed_for,
 )
 from .metrics import evaluate
 from .model import GoogLeNet, GoogLeNetOutputs, googlenet_loss
@@ -86,6 +87,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     c, loader = run.config, run.train_loader
     run.model.train()
     loader.set_epoch(epoch)
+    torch.manual_seed(seed_for(c.seed, "dropout", epoch, run.rank))  # CPU and GPUs: resume saves no RNG state
     totals = window = torch.zeros(3, dtype=torch.float64, device=run.device)  # loss sum, correct, images
     start = run.epoch_start = time.perf_counter()
     images = batches = 0
@@ -267,9 +269,8 @@ class Run:
                                         **shard)
         self.test_loader = make_loader(self.data, "test", 2 * c.batch_size, self.device, **shard)
         self.model_kwargs = model_kwargs(c, self.data)
-        torch.manual_seed(c.seed)  # the same initial weights on every rank
+        torch.manual_seed(seed_for(c.seed, "weights"))  # the same initial weights on every rank
         self.net = GoogLeNet(**self.model_kwargs).to(self.device)
-        torch.manual_seed(rank_seed(c.seed, self.rank))  # dropout differs between ranks
         if c.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.net, c)

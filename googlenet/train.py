@@ -33,8 +33,9 @@ EXAMPLES = """examples:
 limitations:
   --resume continues bit-exactly only with the saved run's settings (it refuses others, except
   where data and results live, --workers, --device, --compile, --progress and --log-every) and
-  on the same kind of device and library versions. Under torchrun every process starts from
-  the same weights; shuffling is shared, augmentation and dropout differ per process.
+  on the same kind of device and library versions, also under torchrun (with as many
+  processes). Under torchrun every process starts from the same weights; shuffling is shared,
+  augmentation and dropout differ per process (each seeded from --seed, epoch and process).
   A loss that becomes NaN or infinite stops the run at once (exit status 2).
 """
 

@@ -3,8 +3,11 @@ resumes, non-finite losses, DDP, checkpoint errors."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -25,6 +28,7 @@ from googlenet.checkpoint import (
     save_checkpoint,
     write_atomically,
 )
+from googlenet.device import seed_for
 from googlenet.engine import NonFiniteLossError, lr_at, train, train_step, weight_average
 from googlenet.plots import plot_confusion_matrix, plot_history
 
@@ -99,7 +103,7 @@ def test_resume_after_a_crash_ends_with_the_same_weights(dataset, fmnist_root, i
     resumed = train(replace(crashing, resume=True))
 
     a, b = (read_checkpoint(c.run_dir / "checkpoint.pt") for c in (straight, crashing))
-    for key in ("model", "optimizer", "rng"):
+    for key in ("model", "optimizer"):
         assert _equal(a[key], b[key]), key
     assert _equal(a["average"], b["average"])
     assert [e["test_acc"] for e in history["epochs"]] == [e["test_acc"] for e in resumed["epochs"]]
@@ -222,19 +226,98 @@ def test_the_books_quick_cpu_setting_says_what_it_does(capsys):
     assert config.device == "cpu" and config.dataset == "fashion_mnist" and config.schedule == "onecycle"
 
 
+def test_every_random_stream_has_its_own_seed():
+    purposes = ("shuffle", "augment", "dropout", "sample")
+    # (seed, purpose, epoch, rank, index)
+    keys = list(itertools.product((0, 1), purposes, range(3), range(3), range(3)))
+    seeds = [seed_for(*key) for key in keys]
+    assert len(set(seeds)) == len(keys) and all(0 <= s < 2**63 for s in seeds)
+    # the formulas before: rank 0's augmentation of epoch 0 was epoch 1's shuffle, and seed 1's
+    # dropout on rank 0 was seed 0's on rank 1 (seed + rank)
+    assert seed_for(0, "augment", 0, 0) != seed_for(0, "shuffle", 1)
+    assert seed_for(1, "dropout", 0, 0) != seed_for(0, "dropout", 0, 1)
+    # a hash of the key, not Python's randomised hash(): the same in every process and every run
+    assert seed_for(0, "shuffle", 1) == 3590898526986585266
+    assert seed_for(3, "weights") == 3  # torch.manual_seed(3), then the model: the run's initial weights
+    with pytest.raises(ValueError, match="purpose must be one of"):
+        seed_for(0, "dropuot")
+
+
+def torchrun(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 ARGS`` on one thread each; no process outlives it.
+
+    torchrun starts in a session of its own, so its whole process group (workers included) is
+    killed when it runs past ``timeout`` or leaves anything behind.
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun ran past {timeout} s; killed with its workers. stderr:\n{err[-3000:]}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def train_args(fmnist_root: Path, out: Path, *extra: str) -> list[str]:
+    """``googlenet.train`` flags for a tiny CPU run (each flag as the command line takes it)."""
+    return ["--data-root", str(fmnist_root), "--batch-size", "16", "--out-dir", str(out), "--device", "cpu",
+            "--no-progress", *extra]
+
+
 def test_two_process_ddp_on_cpu(fmnist_root, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "googlenet.train", "--data-root", str(fmnist_root), "--subset", "64", "--batch-size", "16",
-           "--epochs", "1", "--out-dir", str(out), "--device", "cpu", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    result = torchrun(["-m", "googlenet.train", *train_args(fmnist_root, out, "--subset=64", "--epochs=1")])
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("device: cpu") == 1  # only rank 0 prints
     history = json.loads((out / "metrics.json").read_text())
     assert history["world_size"] == 2 and history["epochs"][0]["images"] == 64  # 2 ranks x 2 batches x 16
     assert history["command"].startswith("python -m googlenet.train --data-root")
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
+
+
+# Rank 0's machine goes down right after it writes epoch 1's checkpoint (rank 1 is then stopped by
+# torchrun); the command line is googlenet.train's.
+CRASH_AFTER_FIRST_CHECKPOINT = """
+import os
+import googlenet.engine as engine
+from googlenet.train import main
+
+real_save = engine.save_checkpoint
+
+def save_then_die(*args, **kwargs):
+    real_save(*args, **kwargs)
+    os._exit(3)
+
+engine.save_checkpoint = save_then_die
+main()
+"""
+
+
+def test_two_process_resume_ends_with_the_same_weights(fmnist_root, tmp_path):
+    # dropout (the default model's) and augmentation are on; each rank trains 2 batches an epoch
+    run = ("--subset=64", "--epochs=2", "--average=ema")
+    straight, crashing = tmp_path / "straight", tmp_path / "crashing"
+    assert torchrun(["-m", "googlenet.train", *train_args(fmnist_root, straight, *run)]).returncode == 0
+    script = tmp_path / "crash_after_first_checkpoint.py"
+    script.write_text(CRASH_AFTER_FIRST_CHECKPOINT)
+    assert torchrun([str(script), *train_args(fmnist_root, crashing, *run)]).returncode != 0
+    assert read_checkpoint(crashing / "checkpoint.pt")["epoch"] == 1
+    resumed = torchrun(["-m", "googlenet.train", *train_args(fmnist_root, crashing, *run, "--resume")])
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-3000:]
+
+    a, b = (read_checkpoint(out / "checkpoint.pt") for out in (straight, crashing))
+    differ = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
+    assert not differ, f"{len(differ)} of {len(a['model'])} weight tensors differ, e.g. {differ[:3]}"
+    assert _equal(a["optimizer"], b["optimizer"]) and _equal(a["average"], b["average"])
+    losses = [[e["train_loss"] for e in state["history"]["epochs"]] for state in (a, b)]
+    assert losses[0] == losses[1]
 
 
 def test_checkpoints_of_every_kind_load(fmnist_root, tmp_path):
