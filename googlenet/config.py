@@ -142,7 +142,8 @@ class TrainConfig:
                                 "a flag that changes the run differs from the saved run's")
     time_limit: float | None = _flag(None, "stop cleanly after this many seconds of training; the schedule "
                                            "then runs on time instead of steps", check=POSITIVE)
-    log_every: int = _flag(20, "steps between entries of the step history", check=AT_LEAST_1)
+    log_every: int = _flag(20, "steps between entries of the step history (which also gets the last "
+                                "steps of every epoch)", check=AT_LEAST_1)
     progress: bool = _flag(True, "show tqdm progress bars")
 
     def __post_init__(self) -> None:

@@ -113,6 +113,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
             break
     bar.close()
     run.check_loss()
+    if window[2] > 0:  # the steps since the last entry, so that even a slow, short run has a history
+        log_window(run, window, images / (time.perf_counter() - start), lr)
     totals = all_reduce(totals + window)
     seconds = time.perf_counter() - start
     run.train_time, run.epoch_start = run.train_time + seconds, None

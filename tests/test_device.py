@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -121,3 +122,19 @@ def test_a_device_this_machine_lacks_is_refused_in_one_sentence(monkeypatch):
     with pytest.raises(ValueError, match=r"1 CUDA GPU\(s\), cuda:0 to cuda:0"):
         dev.pick_device("cuda:1")
     assert dev.pick_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_the_readmes_table_is_what_the_package_decides():
+    """Each row of the README's table, for a machine of that row (2 cores; GPUs with 16 GiB)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## What the package decides from your machine")[1].split("\n\n")[2]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    machines = [DeviceFacts("cpu", "x", 2, cpu_bf16=True), DeviceFacts("cpu", "x", 2),
+                DeviceFacts("cuda", "T4", 2, (7, 5), 16), DeviceFacts("cuda", "H100", 2, (9, 0), 16),
+                DeviceFacts("mps", "Apple MPS", 2)]
+    words = {"bf16": "bf16", "float32": "none", "fp16 with a gradient scaler": "fp16"}
+    for row, facts in zip(rows, machines, strict=True):
+        plan = plan_for(facts)
+        assert words[row[1]] == plan.amp, row
+        assert row[2].startswith(str(plan.batch_size)), row
+        assert (row[4] == "yes") == plan.pin_memory, row

@@ -81,7 +81,8 @@ def test_a_fresh_evaluation_predicts_what_the_committed_one_did(run, fmnist_root
     fresh = json.loads(out.with_suffix(".json").read_text())
     sample = subset_indices(10_000, 500).tolist()  # the images --subset 500 keeps
     committed = evaluation(run)
-    differ = [i for i, p in zip(sample, fresh["predictions"], strict=True) if p != committed["predictions"][i]]
+    differ = [i for i, p in zip(sample, fresh["predictions"], strict=True)
+              if p != committed["predictions"][i]]
     assert all(committed["margins"][i] < 0.01 for i in differ), [(i, committed["margins"][i]) for i in differ]
 
 
