@@ -14,10 +14,11 @@ LAYERS = [
     ["model"],
     ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "device", "metrics",
      "plots"],
-    ["config"],
+    ["config", "provenance"],
     ["engine"],
     ["cli"],
     ["train", "evaluate", "predict", "bench"],
+    ["gpu_report"],
 ]
 
 
