@@ -18,6 +18,7 @@ from torch import nn
 from torchinfo.enums import Units
 
 from googlenet import TrainConfig
+from googlenet.bench import MODES, SCHEMA_VERSION, Measurement
 from googlenet.device import device_plan, pick_device
 
 
@@ -169,3 +170,61 @@ def plot_ablation(runs: dict[str, list[dict]], axes: Sequence[Axes] | None = Non
     handles, labels = axes[0].get_legend_handles_labels()
     axes[0].figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
     return axes
+
+
+# --------------------------------------------------------------------------- benchmark results
+# Chapter 10 reads the benchmark's JSON files (python -m googlenet.bench --json ...) from results/.
+
+BENCH_KEYS = {"command", "date", "commit", "machine", "versions", "config", "results", "skipped"}
+
+
+def load_results(path: str | Path) -> dict:
+    """A result file of the benchmark, in its current schema (a schema-1 file is converted)."""
+    result = json.loads(Path(path).read_text())
+    if result.get("schema") == 1:
+        result = _from_schema_1(result)
+    if result.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema {result.get('schema')!r}, expected 1 or {SCHEMA_VERSION}")
+    if BENCH_KEYS - result.keys():
+        raise ValueError(f"{path}: missing keys {sorted(BENCH_KEYS - result.keys())}")
+    fields = set(Measurement.__dataclass_fields__)
+    for row in result["results"]:
+        if fields - row.keys():
+            raise ValueError(f"{path}: a result row lacks {sorted(fields - row.keys())}")
+    return result
+
+
+def _from_schema_1(result: dict) -> dict:
+    """A schema-1 result (the benchmark's own machine record) in googlenet.provenance's shape."""
+    m = result["machine"]
+    machine = {"platform": m["platform"], "cpu": m["cpu"], "cores": m["cpu_count"],
+               "threads": m["torch_threads"], "gpu": m["gpu"],
+               "native_bf16": m["bf16_supported"] if m["device"] == "cpu" else None}
+    return {**result, "schema": SCHEMA_VERSION, "date": None, "commit": None, "machine": machine,
+            "versions": {**result["versions"], "cuda": None}, "skipped": []}
+
+
+def ratio_rows(result: dict, model: str = "ours-optimized") -> list[dict]:
+    """The counted rows of one model, each with its ratio to torchvision."""
+    return [r for r in result["results"] if r["model"] == model and r["ratio"] is not None]
+
+
+def plot_ratios(result: dict, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Bar chart of ours/torchvision per (size, mode, setting), for plain and optimized ours."""
+    if ax is None:
+        ax = plt.subplots(figsize=(9, 3.8))[1]
+    order = {name: i for i, name in enumerate(result["config"]["settings"])}
+    cases = {(r["size"], r["mode"], r["setting"]) for r in result["results"] if r["ratio"] is not None}
+    keys = sorted(cases, key=lambda k: (-k[0], MODES.index(k[1]), order.get(k[2], len(order))))
+    width = 0.38
+    for i, model in enumerate(("ours", "ours-optimized")):
+        ratios = {(r["size"], r["mode"], r["setting"]): r["ratio"] for r in ratio_rows(result, model)}
+        xs = [k + (i - 0.5) * width for k in range(len(keys))]
+        ax.bar(xs, [ratios.get(k, 0.0) for k in keys], width, label=model)
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks(range(len(keys)), [f"{s} px {m}\n{st}" for s, m, st in keys], fontsize=7)
+    ax.set_ylabel("images/s, ours / torchvision")
+    machine = result["machine"]
+    ax.set_title(title or f"{machine['gpu'] or machine['cpu']}", fontsize=9)
+    ax.legend(fontsize=8)
+    return ax

@@ -2,9 +2,9 @@
 
 Layers, each importing only from those above it: ``architecture`` (Table 1 as data), ``model``;
 then ``compat``, ``table``, ``receptive``, ``features``, ``optimize``, ``checkpoint``, ``data``,
-``device``, ``metrics``, ``plots``; then ``config``; then ``engine`` (the training loop,
-``googlenet.engine.train``); then the command lines ``cli``, ``train``, ``evaluate``, ``predict``
-and the benchmark ``bench``.
+``device``, ``metrics``, ``plots``; then ``config`` and ``provenance``; then ``engine`` (the
+training loop, ``googlenet.engine.train``); then the command lines ``cli``, ``train``, ``evaluate``,
+``predict`` and the benchmark ``bench``; last ``gpu_report``, every GPU figure in one command.
 """
 
 from .architecture import PAPER_TABLE1, Row

@@ -12,6 +12,9 @@ ours/torchvision as the median of the per-repetition ratios. The models:
   :func:`~googlenet.optimize.optimize_for_inference` (inference) applied to ``ours``.
 - ``torchvision-stock`` (informational, small-stem cases only): unmodified torchvision at the
   small size, with its ImageNet stem; it computes far less, so it has no ratio.
+
+The command line has one flag per :class:`BenchConfig` field, and the JSON records the command
+that repeats the run with :func:`googlenet.provenance.provenance`'s record of machine and versions.
 """
 
 from __future__ import annotations
@@ -19,15 +22,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import itertools
 import json
-import os
-import platform
-import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -35,15 +36,15 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from . import __version__
 from .architecture import AUX_LOSS_WEIGHT
-from .cli import Parser, checked, run_main
-from .config import AT_LEAST_1, NON_NEGATIVE, SMALL_STEM_BELOW, stem_for
-from .device import cpu_name, fast_bf16, pick_device
+from .cli import Parser, add_config_flags, command_line, config_flags, run_main
+from .config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SMALL_STEM_BELOW, check_fields, flag, stem_for
+from .device import fast_bf16, peak_memory_mb, pick_device, reset_peak_memory
 from .model import GoogLeNet
 from .optimize import optimize_for_inference, optimize_for_training
+from .provenance import provenance
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the machine and versions as googlenet.provenance records them, with date and commit
 REFERENCE = "torchvision"
 MODES = ("train", "infer")
 
@@ -73,19 +74,28 @@ SETTINGS = {
 
 @dataclass
 class BenchConfig:
-    """Everything a run depends on; stored in the JSON beside the results."""
+    """Everything a run depends on, one flag per field (``num_classes`` is ``--num-classes``)."""
 
-    sizes: list[int] = field(default_factory=lambda: [224, 32])
-    batch_size: int | None = None  # None: per-size default for the device
-    modes: list[str] = field(default_factory=lambda: list(MODES))
-    settings: list[str] | None = None  # None: every setting the device supports
-    repetitions: int = 7
-    iterations: int = 1  # timed steps per model per repetition: 1 pairs the models most tightly
-    warmup: int = 1
-    num_classes: int = 1000
-    device: str = "auto"  # resolved to a concrete device ("cuda:0", "cpu") by run_benchmark
-    stock: bool = True  # add unmodified torchvision at small sizes (informational)
-    seed: int = 0
+    sizes: list[int] = flag([224, 32], f"input sizes in px; below {SMALL_STEM_BELOW} px the small stem",
+                            check=AT_LEAST_1)
+    batch_size: int | None = flag(None, "images per batch (default: 8 at 224 px and 32 at 32 px on CPU, "
+                                        "128 and 512 on a GPU)", check=AT_LEAST_1)
+    modes: list[str] = flag(list(MODES), "training steps, inference passes, or both", choices=MODES)
+    settings: list[str] | None = flag(None, "default: fp32, channels_last, and bf16 variants where fast; "
+                                            "compile and cuda_graphs on CUDA", choices=tuple(SETTINGS))
+    repetitions: int = flag(7, "alternating rounds", check=AT_LEAST_1)
+    iterations: int = flag(1, "timed steps per model per round (1 pairs the models most tightly)",
+                           check=AT_LEAST_1)
+    warmup: int = flag(1, "untimed steps per model (at least 3 when compiled)", check=NON_NEGATIVE)
+    num_classes: int = flag(1000, "classifier outputs", check=AT_LEAST_1)
+    device: str = flag("auto", "cpu, cuda, cuda:1, mps, or auto (the best available)")
+    stock: bool = flag(True, "add unmodified torchvision at small sizes (an informational row)")
+    seed: int = flag(0, "seed of the weights and the input batch", check=NON_NEGATIVE)
+    time_limit: float | None = flag(None, "start no case after this many seconds but the first; the JSON "
+                                          "lists the cases left out", check=POSITIVE)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def default_batch_size(size: int, device: str) -> int:
@@ -159,33 +169,10 @@ def check_same_function(a: nn.Module, b: nn.Module, x: Tensor, atol: float = 1e-
 # ---------------------------------------------------------------- measuring
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
+    """Wait for a CUDA device to finish its queued work (nothing to wait for elsewhere)."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def reset_peak_memory(device: str) -> None:
-    """Start a new peak: CUDA's allocator statistics, or Linux's VmHWM (via /proc/self/clear_refs)."""
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_memory_mb(device: str) -> float:
-    """Peak since the last reset: CUDA max allocated, else the process's peak resident set (RSS).
-
-    Where VmHWM is unavailable, falls back to getrusage's lifetime peak (it cannot be reset).
-    """
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    with contextlib.suppress(OSError, StopIteration, ValueError):
-        status = Path("/proc/self/status").read_text().splitlines()
-        line = next(line for line in status if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def aux_loss(outputs: Sequence[Tensor], targets: Tensor) -> Tensor:
@@ -279,7 +266,7 @@ def measure_case(
             reset_peak_memory(device)
             for _ in range(max(cfg.warmup, 3 if setting.compile else 1)):  # compile/graphs need more
                 step()
-            _sync(device)
+            sync(device)
             steps[name], peaks[name] = step, peak_memory_mb(device)
         except Exception as exc:  # a setting that does not work for a model is reported, not fatal
             errors[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -289,11 +276,11 @@ def measure_case(
     names = list(steps)
     for rep in range(cfg.repetitions):
         for name in names[rep % len(names):] + names[: rep % len(names)]:
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             for _ in range(cfg.iterations):
                 steps[name]()
-            _sync(device)
+            sync(device)
             samples[name].append(batch * cfg.iterations / (time.perf_counter() - start))
 
     rows = []
@@ -315,56 +302,24 @@ def measure_case(
 # ---------------------------------------------------------------- running and reporting
 
 
-def environment(cfg: BenchConfig) -> dict:
-    """Machine and versions, so a result file says where its numbers come from."""
-    env = {
-        "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "device": cfg.device, "gpu": None,
-        "bf16_supported": fast_bf16(cfg.device),
-    }
-    if cfg.device.startswith("cuda"):
-        env["gpu"] = torch.cuda.get_device_name(cfg.device)
-        env["cuda"] = torch.version.cuda
-        env["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
-    versions = {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "googlenet": __version__,
-    }
-    return {"machine": env, "versions": versions}
-
-
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
-    """Run every (size, mode, setting) of ``cfg``; returns the JSON-ready result."""
+    """Run every (setting, size, mode) of ``cfg``; returns the JSON-ready result."""
     cfg.device = str(pick_device(cfg.device))
-    settings = cfg.settings or available_settings(cfg.device)
-    unknown = [s for s in settings if s not in SETTINGS]
-    if unknown:
-        raise ValueError(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
-    results = []
-    for size in cfg.sizes:
-        for mode in cfg.modes:
-            for name in settings:
-                log(f"{size} px ({stem_for(size)} stem), {mode}, {name} ...")
-                results += measure_case(size, mode, SETTINGS[name], cfg, log)
-    out = {"schema": SCHEMA_VERSION, "command": command_line(cfg, settings)}
-    out.update(environment(cfg))
-    out["config"] = {**asdict(cfg), "settings": settings}
-    out["settings"] = {name: asdict(SETTINGS[name]) for name in settings}
+    cfg.settings = cfg.settings or available_settings(cfg.device)
+    start, results, skipped = time.perf_counter(), [], []
+    # setting by setting, the compiled ones last: a time limit leaves out the slowest to start
+    for name, size, mode in itertools.product(cfg.settings, cfg.sizes, cfg.modes):
+        if results and cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit:
+            skipped.append(f"{size} px {mode} {name}")
+            continue
+        log(f"{size} px ({stem_for(size)} stem), {mode}, {name} ...")
+        results += measure_case(size, mode, SETTINGS[name], cfg, log)
+    out = {"schema": SCHEMA_VERSION, **provenance(command_line("googlenet.bench", config_flags(asdict(cfg))))}
+    out["config"] = asdict(cfg)
+    out["settings"] = {name: asdict(SETTINGS[name]) for name in cfg.settings}
     out["results"] = [asdict(r) for r in results]
+    out["skipped"] = skipped
     return out
-
-
-def command_line(cfg: BenchConfig, settings: Sequence[str]) -> str:
-    """The command that repeats a run of ``cfg`` (stored in the JSON)."""
-    args = [
-        "python -m googlenet.bench", "--sizes", *map(str, cfg.sizes), "--modes", *cfg.modes,
-        "--settings", *settings, "--repetitions", str(cfg.repetitions),
-        "--iterations", str(cfg.iterations), "--warmup", str(cfg.warmup),
-        "--num-classes", str(cfg.num_classes), "--device", cfg.device,
-    ]
-    if cfg.batch_size:
-        args += ["--batch-size", str(cfg.batch_size)]
-    return " ".join(args + ([] if cfg.stock else ["--no-stock"]))
 
 
 def format_table(result: dict) -> str:
@@ -383,89 +338,30 @@ def format_table(result: dict) -> str:
             f"{r['size']:>5} {r['stem']:8} {r['batch_size']:>5} {r['mode']:5} {r['setting']:18} "
             f"{r['model']:18} {r['images_per_s']:8.1f} {r['ms_per_batch']:9.1f} {mem:>8} {ratio:>6}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + [f"left out (time limit): {case}" for case in result["skipped"]])
 
 
-def load_results(path: str | os.PathLike) -> dict:
-    """A result file written by this benchmark, checked against the schema it expects."""
-    result = json.loads(Path(path).read_text())
-    if result.get("schema") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema {result.get('schema')!r}, expected {SCHEMA_VERSION}")
-    missing = {"command", "machine", "versions", "config", "results"} - result.keys()
-    if missing:
-        raise ValueError(f"{path}: missing keys {sorted(missing)}")
-    fields = set(Measurement.__dataclass_fields__)
-    for row in result["results"]:
-        if fields - row.keys():
-            raise ValueError(f"{path}: a result row lacks {sorted(fields - row.keys())}")
-    return result
-
-
-def ratio_rows(result: dict, model: str = "ours-optimized") -> list[dict]:
-    """The counted rows of one model, each with its ratio to torchvision."""
-    return [r for r in result["results"] if r["model"] == model and r["ratio"] is not None]
-
-
-def plot_ratios(result: dict, ax=None, title: str | None = None):
-    """Bar chart of ours/torchvision per (size, mode, setting), for plain and optimized ours."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        ax = plt.subplots(figsize=(9, 3.8))[1]
-    order = {name: i for i, name in enumerate(result["config"]["settings"])}
-    keys = sorted({(r["size"], r["mode"], r["setting"]) for r in result["results"] if r["ratio"] is not None},
-                  key=lambda k: (-k[0], MODES.index(k[1]), order.get(k[2], len(order))))
-    labels = [f"{s} px {m}\n{st}" for s, m, st in keys]
-    width = 0.38
-    for i, model in enumerate(("ours", "ours-optimized")):
-        ratios = {(r["size"], r["mode"], r["setting"]): r["ratio"] for r in ratio_rows(result, model)}
-        xs = [k + (i - 0.5) * width for k in range(len(keys))]
-        ax.bar(xs, [ratios.get(k, 0.0) for k in keys], width, label=model)
-    ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xticks(range(len(keys)), labels, fontsize=7)
-    ax.set_ylabel("images/s, ours / torchvision")
-    machine = result["machine"]
-    ax.set_title(title or f"{machine['gpu'] or machine['cpu']}", fontsize=9)
-    ax.legend(fontsize=8)
-    return ax
-
-
-def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | None]:
-    """Command-line options -> (config, JSON path or None)."""
-    p = Parser(
+def build_parser() -> Parser:
+    """One flag per :class:`BenchConfig` field, and ``--quick`` and ``--json``."""
+    parser = Parser(
         prog="python -m googlenet.bench",
         description="Training and inference speed of our GoogLeNet against torchvision's, same weights "
                     "and settings; prints a table and optionally writes JSON.",
     )
-    p.add_argument("--sizes", type=checked(int, AT_LEAST_1), nargs="+", default=[224, 32],
-                   help=f"input sizes in px; below {SMALL_STEM_BELOW} px the small stem (default: 224 32)")
-    p.add_argument("--batch-size", type=checked(int, AT_LEAST_1),
-                   help="default: 8 at 224 px and 32 at 32 px on CPU")
-    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    p.add_argument("--settings", nargs="+", choices=list(SETTINGS),
-                   help="default: fp32, channels_last, and bf16 variants where fast; compile and "
-                        "cuda_graphs on CUDA")
-    p.add_argument("--repetitions", type=checked(int, AT_LEAST_1), default=7,
-                   help="alternating rounds (default 7)")
-    p.add_argument("--iterations", type=checked(int, AT_LEAST_1), default=1,
-                   help="timed steps per model per round (default 1)")
-    p.add_argument("--warmup", type=checked(int, NON_NEGATIVE), default=1,
-                   help="untimed steps per model (default 1)")
-    p.add_argument("--num-classes", type=checked(int, AT_LEAST_1), default=1000)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps, or auto (default)")
-    p.add_argument("--no-stock", action="store_true",
-                   help="leave out unmodified torchvision at small sizes (an informational row)")
-    p.add_argument("--quick", action="store_true",
-                   help="the book's live run: 32 px, batch 16, 5 rounds, no NCHW bf16 (about a minute "
-                        "on 2 CPU cores)")
-    p.add_argument("--json", type=Path, help="write the results here")
-    a = p.parse_args(argv)
-    cfg = BenchConfig(
-        sizes=a.sizes, batch_size=a.batch_size, modes=a.modes, settings=a.settings,
-        repetitions=a.repetitions, iterations=a.iterations, warmup=a.warmup,
-        num_classes=a.num_classes, device=a.device, stock=not a.no_stock,
-    )
-    return (quick_config(cfg) if a.quick else cfg), a.json
+    add_config_flags(parser, BenchConfig)
+    parser.add_argument("--quick", action="store_true",
+                        help="the book's live run: 32 px, batch 16, 5 rounds, no NCHW bf16 (about a minute "
+                             "on 2 CPU cores)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | None]:
+    """Command-line options -> (config, JSON path or None)."""
+    args = vars(build_parser().parse_args(argv))
+    quick, json_path = args.pop("quick"), args.pop("json")
+    cfg = BenchConfig(**args)
+    return (quick_config(cfg) if quick else cfg), json_path
 
 
 def quick_config(cfg: BenchConfig | None = None) -> BenchConfig:

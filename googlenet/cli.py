@@ -1,14 +1,21 @@
-"""What every command line shares: one line on stderr and exit code 2 for a user's mistake.
+"""What every command line shares: flags made from a config dataclass, and one-line errors.
 
-A wrong flag, a missing or corrupt file, an absent dataset, a diverging run: each is reported as
-``error: <what is wrong and what to do>``, never as a traceback (those remain for real bugs).
+A config's fields are the flags (:func:`add_config_flags`; each field's metadata gives its help,
+choices and range) and a config turns back into them (:func:`config_flags`), so a result records
+the command that repeats it. A wrong flag, a missing or corrupt file, an absent dataset, a
+diverging run: each is reported as ``error: <what is wrong and what to do>`` with exit status 2,
+never as a traceback (those remain for real bugs).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
 from .checkpoint import CheckpointError
@@ -44,6 +51,55 @@ def checked(kind: type, check: tuple[Callable[[Any], bool], str]) -> Callable[[s
             raise argparse.ArgumentTypeError(f"{text} is not {expected}")
         return value
     return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One flag per field of a config dataclass: ``batch_size`` is ``--batch-size``.
+
+    The field's metadata gives the help and optionally ``choices``, ``check`` (a range) and ``const``
+    (the value of the flag given alone); a bool is ``--x``/``--no-x``, a list takes one or more values.
+    """
+    hints = typing.get_type_hints(config_class)
+    for f in fields(config_class):
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # `int | None` -> int
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        default = f.default_factory() if f.default is MISSING else f.default
+        help = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
+        if default is not None:  # a None default is described in the help itself
+            shown = " ".join(map(str, default)) if isinstance(default, list) else "%(default)s"
+            help += f" (default: {shown})"
+        kw: dict[str, Any] = {"default": default, "help": help}
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            if typing.get_origin(kind) is list:  # list[int]: --sizes 224 32
+                kind, kw["nargs"] = typing.get_args(kind)[0], "+"
+            kw["type"] = checked(kind, f.metadata["check"]) if "check" in f.metadata else kind
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            if "const" in f.metadata:
+                kw.update(nargs="?", const=f.metadata["const"])
+        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def config_flags(values: Mapping[str, Any]) -> list[str]:
+    """The flags that set each field to its value (the parser's inverse); fields set to None are left out."""
+    argv: list[str] = []
+    for name, value in values.items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(f"--{flag}" if value else f"--no-{flag}")
+        elif isinstance(value, list):
+            argv += [f"--{flag}", *map(str, value)]
+        elif value is not None:
+            argv += [f"--{flag}", str(value)]
+    return argv
+
+
+def command_line(module: str, argv: Sequence[str]) -> str:
+    """``python -m module argv...``, quoted for a shell: the command a result records."""
+    return shlex.join(["python", "-m", module, *argv])
 
 
 def run_main(main: Callable[[list[str] | None], Any], user_errors: tuple[type[Exception], ...] = ()) -> Any:

@@ -54,14 +54,36 @@ def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
     return ok, f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
 
 
-def _flag(default: Any, help: str, **extra: Any) -> Any:
-    """A dataclass field whose ``help`` (and ``choices``, ``check``...) the command line reuses."""
+def flag(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field whose ``help`` (and ``choices``, ``check``...) the command line reuses.
+
+    A list default becomes a fresh copy for every instance; a list field is a flag of one or more values.
+    """
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **extra})
     return field(default=default, metadata={"help": help, **extra})
+
+
+def check_fields(config: Any) -> None:
+    """Raise a ValueError for a field outside its ``choices`` or its ``check``; a list is checked item by
+    item, and None passes where it is the default."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if value is None and f.default is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            choices = f.metadata.get("choices")
+            if choices and item not in choices:
+                raise ValueError(f"{f.name} must be one of {tuple(choices)}, got {item!r}")
+            if "check" in f.metadata:
+                ok, expected = f.metadata["check"]
+                if isinstance(item, bool) or not isinstance(item, int | float) or not ok(item):
+                    raise ValueError(f"{f.name} must be a number {expected}, got {item!r}")
 
 
 def _recipe(help: str, **extra: Any) -> Any:
     """A field whose default is the recipe's value."""
-    return _flag(None, help + " (default: the recipe's)", **extra)
+    return flag(None, help + " (default: the recipe's)", **extra)
 
 
 AT_LEAST_1, NON_NEGATIVE = _range(1), _range(0)
@@ -79,35 +101,35 @@ class TrainConfig:
     """
 
     # data
-    dataset: str = _flag("fashion_mnist", "dataset to train on", choices=DATASETS)
-    data_root: str | None = _flag(None, "folder holding the datasets (for 'folder': the ImageFolder tree "
-                                        "with train/ and val/); default: $GOOGLENET_DATA or ./data")
-    download: bool = _flag(False, "download the dataset if it is missing (needs internet)")
-    image_size: int | None = _flag(None, "side of the training images (default: the dataset's own, 224 "
-                                         "for image files); in-memory datasets are resized on the device",
-                                   check=AT_LEAST_1)
-    subset: int | None = _flag(None, "use only this many images of each split (a fixed random sample)",
-                               check=AT_LEAST_1)
-    augment: bool = _flag(True, "random crops and horizontal flips of the training images")
-    on_device: bool = _flag(True, "keep in-memory datasets (Fashion-MNIST, CIFAR-10) on the GPU and "
-                                  "augment there")
-    workers: int | None = _flag(None, "loader processes decoding image files, started once per run "
-                                      "(0: decode in the main process; default: the device's, up to 8 "
-                                      "feeding a GPU, half the cores on a CPU)", check=NON_NEGATIVE)
+    dataset: str = flag("fashion_mnist", "dataset to train on", choices=DATASETS)
+    data_root: str | None = flag(None, "folder holding the datasets (for 'folder': the ImageFolder tree "
+                                       "with train/ and val/); default: $GOOGLENET_DATA or ./data")
+    download: bool = flag(False, "download the dataset if it is missing (needs internet)")
+    image_size: int | None = flag(None, "side of the training images (default: the dataset's own, 224 "
+                                        "for image files); in-memory datasets are resized on the device",
+                                  check=AT_LEAST_1)
+    subset: int | None = flag(None, "use only this many images of each split (a fixed random sample)",
+                              check=AT_LEAST_1)
+    augment: bool = flag(True, "random crops and horizontal flips of the training images")
+    on_device: bool = flag(True, "keep in-memory datasets (Fashion-MNIST, CIFAR-10) on the GPU and "
+                                 "augment there")
+    workers: int | None = flag(None, "loader processes decoding image files, started once per run "
+                                     "(0: decode in the main process; default: the device's, up to 8 "
+                                     "feeding a GPU, half the cores on a CPU)", check=NON_NEGATIVE)
     # model
-    variant: str = _flag("torchvision", "'torchvision' (batch norm) or 'paper' (as published)",
-                         choices=VARIANTS)
-    stem: str = _flag("auto", f"'small' keeps small images at full resolution; auto: small below "
-                              f"{SMALL_STEM_BELOW} px", choices=("auto", *STEMS))
-    aux_logits: bool = _flag(True, "train with the two auxiliary classifiers")
-    dropout: float | None = _flag(None, "dropout before the classifier (default: the variant's)",
-                                  check=FRACTION)
+    variant: str = flag("torchvision", "'torchvision' (batch norm) or 'paper' (as published)",
+                        choices=VARIANTS)
+    stem: str = flag("auto", f"'small' keeps small images at full resolution; auto: small below "
+                             f"{SMALL_STEM_BELOW} px", choices=("auto", *STEMS))
+    aux_logits: bool = flag(True, "train with the two auxiliary classifiers")
+    dropout: float | None = flag(None, "dropout before the classifier (default: the variant's)",
+                                 check=FRACTION)
     # optimisation
-    recipe: str = _flag("fast", "'fast' (one-cycle SGD, label smoothing) or 'paper' (SGD, step schedule, "
-                                "Polyak averaging); other flags override the recipe's values",
-                        choices=tuple(RECIPES))
-    epochs: int = _flag(10, "passes over the training set", check=AT_LEAST_1)
-    batch_size: int = _flag(128, "images per step (per process under torchrun)", check=AT_LEAST_1)
+    recipe: str = flag("fast", "'fast' (one-cycle SGD, label smoothing) or 'paper' (SGD, step schedule, "
+                               "Polyak averaging); other flags override the recipe's values",
+                       choices=tuple(RECIPES))
+    epochs: int = flag(10, "passes over the training set", check=AT_LEAST_1)
+    batch_size: int = flag(128, "images per step (per process under torchrun)", check=AT_LEAST_1)
     optimizer: str | None = _recipe("'sgd' (with momentum) or 'adamw'", choices=("sgd", "adamw"))
     lr: float | None = _recipe("peak learning rate", check=POSITIVE)
     momentum: float | None = _recipe("SGD momentum", check=FRACTION)
@@ -127,24 +149,24 @@ class TrainConfig:
     ema_decay: float | None = _recipe("EMA: how much of the old average each step keeps",
                                       check=_range(0, 1, lo_open=True, hi_open=True))
     # speed
-    amp: str = _flag("none", "mixed precision: bf16, fp16 (with a gradient scaler), or auto (--amp alone: "
-                             "bf16 where it is fast, fp16 on other GPUs, none on a CPU without native bf16)",
-                     choices=AMP, const="auto")
-    channels_last: bool = _flag(False, "channels-last memory format (faster convolutions on most hardware)")
-    compile: bool = _flag(False, "torch.compile the model (slow start, faster steps)")
-    device: str = _flag("auto", "cpu, cuda, cuda:1, mps, or auto (the best available)")
+    amp: str = flag("none", "mixed precision: bf16, fp16 (with a gradient scaler), or auto (--amp alone: "
+                            "bf16 where it is fast, fp16 on other GPUs, none on a CPU without native bf16)",
+                    choices=AMP, const="auto")
+    channels_last: bool = flag(False, "channels-last memory format (faster convolutions on most hardware)")
+    compile: bool = flag(False, "torch.compile the model (slow start, faster steps)")
+    device: str = flag("auto", "cpu, cuda, cuda:1, mps, or auto (the best available)")
     # bookkeeping
-    seed: int = _flag(0, "random seed of the weights (the same on every process); each epoch's shuffle "
-                         "(shared), augmentation and dropout (per process) use seeds derived from it, the "
-                         "epoch and the process", check=NON_NEGATIVE)
-    out_dir: str | None = _flag(None, "where checkpoint.pt and metrics.json go (default: runs/<dataset>)")
-    resume: bool = _flag(False, "continue the run saved in --out-dir exactly where it stopped; refused if "
-                                "a flag that changes the run differs from the saved run's")
-    time_limit: float | None = _flag(None, "stop cleanly after this many seconds of training; the schedule "
-                                           "then runs on time instead of steps", check=POSITIVE)
-    log_every: int = _flag(20, "steps between entries of the step history (which also gets the last "
-                                "steps of every epoch)", check=AT_LEAST_1)
-    progress: bool = _flag(True, "show tqdm progress bars")
+    seed: int = flag(0, "random seed of the weights (the same on every process); each epoch's shuffle "
+                        "(shared), augmentation and dropout (per process) use seeds derived from it, the "
+                        "epoch and the process", check=NON_NEGATIVE)
+    out_dir: str | None = flag(None, "where checkpoint.pt and metrics.json go (default: runs/<dataset>)")
+    resume: bool = flag(False, "continue the run saved in --out-dir exactly where it stopped; refused if "
+                               "a flag that changes the run differs from the saved run's")
+    time_limit: float | None = flag(None, "stop cleanly after this many seconds of training; the schedule "
+                                          "then runs on time instead of steps", check=POSITIVE)
+    log_every: int = flag(20, "steps between entries of the step history (which also gets the last "
+                               "steps of every epoch)", check=AT_LEAST_1)
+    progress: bool = flag(True, "show tqdm progress bars")
 
     def __post_init__(self) -> None:
         self.dataset = canonical_name(self.dataset)
@@ -153,15 +175,7 @@ class TrainConfig:
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            choices = f.metadata.get("choices")
-            if choices and value not in choices:
-                raise ValueError(f"{f.name} must be one of {choices}, got {value!r}")
-            if "check" in f.metadata and value is not None:
-                ok, expected = f.metadata["check"]
-                if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-                    raise ValueError(f"{f.name} must be a number {expected}, got {value!r}")
+        check_fields(self)
 
     @property
     def run_dir(self) -> Path:

@@ -1,15 +1,19 @@
 """Where and how a run computes: device choice, mixed precision, processes and their seeds.
 
 Every question about the hardware has its answer here and nowhere else: which device ``auto``
-means, whether bf16 pays off, which autocast dtype ``--amp auto`` picks, how a ``torchrun``
-process joins its group, and which seed each process uses.
+means, whether bf16 pays off, which autocast dtype ``--amp auto`` picks, how much memory a
+computation took at its peak, how a ``torchrun`` process joins its group, and which seed each
+process uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
+import resource
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +207,30 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         amp = precision(device_facts(device))[0]
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def reset_peak_memory(device: str) -> None:
+    """Start a new peak: CUDA's allocator statistics, or Linux's VmHWM (via /proc/self/clear_refs)."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak since the last reset: CUDA max allocated, else the process's peak resident set (RSS).
+
+    Where VmHWM is unavailable, falls back to getrusage's lifetime peak (it cannot be reset).
+    """
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        status = Path("/proc/self/status").read_text().splitlines()
+        line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def init_distributed() -> tuple[int, int, int]:

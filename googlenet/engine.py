@@ -16,12 +16,9 @@ or NaN stops the run with :class:`NonFiniteLossError` before anything is saved.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -30,28 +27,25 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torchvision
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from . import __version__
 from .checkpoint import CheckpointError, read_checkpoint, restore_training, save_checkpoint
 from .config import TrainConfig, changed_fields, stem_for
 from .data import Data, load_data, make_loader
 from .device import (
     all_reduce,
     amp_dtype,
-    cpu_name,
     describe_device,
     device_plan,
-    fast_bf16,
     init_distributed,
     pick_device,
     seed_for,
 )
 from .metrics import evaluate
 from .model import GoogLeNet, GoogLeNetOutputs, googlenet_loss
+from .provenance import provenance
 
 MAX_LR_DIVISOR = 25  # one-cycle warm-up starts at lr / 25, as torch's OneCycleLR does
 
@@ -218,32 +212,6 @@ def log_window(run: Run, window: Tensor, speed: float, lr: float) -> tuple[float
              "acc": correct / n, "lr": lr, "images_per_s": speed}
     run.history["steps"].append(entry)
     return entry["loss"], entry["acc"], speed
-
-
-def provenance(command: str | None) -> dict[str, Any]:
-    """Where and how a run was made: command line, machine, versions, date (UTC) and git commit."""
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return {
-        "command": command, "date": now.isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "cores": os.cpu_count(),
-                    "threads": torch.get_num_threads(), "native_bf16": fast_bf16("cpu"), "gpu": gpu},
-        "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
-                     "torchvision": torchvision.__version__, "googlenet": __version__},
-        "commit": git_commit(),
-    }
-
-
-def git_commit() -> str | None:
-    """The commit of the repository this package was imported from (None outside a git checkout)."""
-    repo = Path(__file__).resolve().parents[1]
-    if not (repo / ".git").exists():
-        return None
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    return None
 
 
 class Run:

@@ -11,14 +11,10 @@ The loop itself is :func:`googlenet.engine.train`.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-import types
-import typing
-from dataclasses import fields
 from typing import Any
 
-from .cli import Parser, checked, run_main
+from .cli import Parser, add_config_flags, command_line, run_main
 from .config import TrainConfig
 from .engine import NonFiniteLossError, train
 
@@ -51,24 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Then `python -m googlenet.evaluate --checkpoint OUT_DIR/checkpoint.pt` measures it\n"
                     "and `python -m googlenet.predict IMAGE --checkpoint OUT_DIR/checkpoint.pt` classifies.",
     )
-    hints = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        kind = hints[f.name]
-        if isinstance(kind, types.UnionType):  # `int | None` -> int
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        help = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
-        if f.default is not None:  # a None default is described in the help itself
-            help += " (default: %(default)s)"
-        kw: dict[str, Any] = {"default": f.default, "help": help}
-        if kind is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        else:
-            kw["type"] = checked(kind, f.metadata["check"]) if "check" in f.metadata else kind
-            if "choices" in f.metadata:
-                kw["choices"] = f.metadata["choices"]
-            if "const" in f.metadata:
-                kw.update(nargs="?", const=f.metadata["const"])
-        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+    add_config_flags(parser, TrainConfig)
     return parser
 
 
@@ -76,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse the flags into a :class:`TrainConfig` and train."""
     args = sys.argv[1:] if argv is None else argv
     config = TrainConfig(**vars(build_parser().parse_args(args)))
-    return train(config, command=shlex.join(["python", "-m", "googlenet.train", *args]))
+    return train(config, command=command_line("googlenet.train", args))
 
 
 if __name__ == "__main__":

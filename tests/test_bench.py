@@ -3,6 +3,7 @@
 No timing is asserted: only that every number is there, positive, and in the schema.
 """
 
+import dataclasses
 import json
 import math
 import statistics
@@ -13,10 +14,13 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from googlenet import bench
+from googlenet import bench, provenance
 
 matplotlib.use("Agg")
 RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+sys.path.insert(0, str(RESULTS.parent))
+import booktools  # noqa: E402  (chapter 10 reads the results with the book's own helpers)
+
 TINY = ["--sizes", "32", "--batch-size", "2", "--settings", "fp32", "--repetitions", "2", "--warmup", "1",
         "--num-classes", "10", "--device", "cpu"]
 
@@ -30,11 +34,14 @@ def tiny_run(tmp_path_factory):
 
 def test_json_schema(tiny_run):
     result, path = tiny_run
-    loaded = bench.load_results(path)
+    loaded = booktools.load_results(path)
     assert loaded == json.loads(json.dumps(result))
-    assert loaded["machine"]["device"] == "cpu" and loaded["versions"]["torch"]
-    assert loaded["config"]["settings"] == ["fp32"]
+    assert loaded["config"]["device"] == "cpu" and loaded["versions"]["torch"] and loaded["date"]
+    assert loaded["config"]["settings"] == ["fp32"] and loaded["skipped"] == []
     assert loaded["command"].startswith("python -m googlenet.bench --sizes 32 ")
+    # the recorded command, parsed again, is the same configuration
+    again, _ = bench.parse_args(loaded["command"].split()[3:])
+    assert dataclasses.asdict(again) == loaded["config"]
     rows = loaded["results"]
     models = ["torchvision", "ours", "torchvision-stock", "ours-optimized"]
     assert [(r["mode"], r["model"]) for r in rows] == [(m, n) for m in ("train", "infer") for n in models]
@@ -62,10 +69,10 @@ def test_table_and_plot(tiny_run):
     result, path = tiny_run
     table = bench.format_table(result).splitlines()
     assert len(table) == 2 + len(result["results"]) and "ratio" in table[0]
-    ax = bench.plot_ratios(bench.load_results(path))
+    ax = booktools.plot_ratios(booktools.load_results(path))
     assert len(ax.patches) == 2 * 2  # (plain, optimized) x (train, infer)
     assert [p.get_height() for p in ax.patches] == [
-        r["ratio"] for m in ("ours", "ours-optimized") for r in bench.ratio_rows(result, m)
+        r["ratio"] for m in ("ours", "ours-optimized") for r in booktools.ratio_rows(result, m)
     ]
 
 
@@ -76,12 +83,26 @@ def test_load_results_rejects_other_files(tmp_path, tiny_run):
         path = tmp_path / "bad.json"
         path.write_text(json.dumps(broken))
         with pytest.raises(ValueError):
-            bench.load_results(path)
+            booktools.load_results(path)
 
 
-@pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
-def test_committed_results_load(path):
-    assert bench.load_results(path)["results"]
+@pytest.mark.parametrize("path", sorted([*RESULTS.glob("*.json"), *RESULTS.glob("gpu/bench.json")]),
+                         ids=lambda p: str(p.relative_to(RESULTS)))
+def test_committed_results_load_in_the_provenance_shape(path):
+    """The committed CPU run is schema 1; it loads with today's machine and version keys."""
+    result = booktools.load_results(path)
+    assert result["results"] and result["machine"]["cpu"]
+    assert result["machine"].keys() == provenance.machine().keys()
+    assert result["versions"].keys() == provenance.versions().keys()
+
+
+def test_time_limit_leaves_out_the_cases_it_cannot_start():
+    cfg = bench.BenchConfig(sizes=[32], batch_size=2, modes=["infer"], settings=["fp32", "channels_last"],
+                            repetitions=1, num_classes=10, device="cpu", stock=False, time_limit=1e-9)
+    result = bench.run_benchmark(cfg, log=lambda message: None)
+    assert {r["setting"] for r in result["results"]} == {"fp32"}
+    assert result["skipped"] == ["32 px infer channels_last"]
+    assert bench.format_table(result).endswith("left out (time limit): 32 px infer channels_last")
 
 
 def test_settings_and_defaults():
@@ -89,8 +110,10 @@ def test_settings_and_defaults():
     assert bench.default_batch_size(99, "cpu") == 32 and bench.default_batch_size(100, "cpu") == 8
     cfg, json_path = bench.parse_args(["--quick"])
     assert cfg.sizes == [32] and cfg.batch_size == 16 and json_path is None
-    with pytest.raises(ValueError, match="unknown settings"):
-        bench.run_benchmark(bench.BenchConfig(settings=["fp64"]))
+    with pytest.raises(ValueError, match="settings must be one of"):
+        bench.BenchConfig(settings=["fp64"])
+    with pytest.raises(ValueError, match="sizes must be a number >= 1"):
+        bench.BenchConfig(sizes=[0])
 
 
 def test_cli_help_from_a_fresh_process():

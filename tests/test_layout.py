@@ -14,10 +14,11 @@ LAYERS = [
     ["model"],
     ["device"],
     ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "metrics", "plots"],
-    ["config"],
+    ["config", "provenance"],
     ["engine"],
     ["cli"],
     ["train", "evaluate", "predict", "bench"],
+    ["gpu_report"],
 ]
 
 

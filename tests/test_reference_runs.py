@@ -18,7 +18,7 @@ from googlenet.data import subset_indices
 RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 # run -> (lowest test accuracy it must reach, most seconds of training it may take)
 GOALS = {"fashion_mnist_small": (0.940, 40 * 60), "fashion_mnist_96": (0.920, 60 * 60)}
-PROVENANCE = ("command", "machine", "versions", "date", "commit")  # googlenet.engine.provenance
+PROVENANCE = ("command", "machine", "versions", "date", "commit")  # googlenet.provenance
 
 
 def metrics(run: str) -> dict:
