@@ -1,10 +1,11 @@
 """GoogLeNet (Inception-v1) in plain PyTorch: the package the book imports.
 
 Layers, each importing only from those above it: ``architecture`` (Table 1 as data), ``model``;
-then ``compat``, ``table``, ``receptive``, ``features``, ``optimize``, ``checkpoint``, ``data``,
-``device``, ``metrics``, ``plots``; then ``config`` and ``provenance``; then ``engine`` (the
-training loop, ``googlenet.engine.train``); then the command lines ``cli``, ``train``, ``evaluate``,
-``predict`` and the benchmark ``bench``; last ``gpu_report``, every GPU figure in one command.
+``device``; then ``compat``, ``table``, ``receptive``, ``features``, ``optimize``, ``checkpoint``,
+``data`` (datasets), ``metrics``, ``plots``; then ``loaders``; then ``config`` and ``provenance``;
+then ``engine`` (the training loop, ``googlenet.engine.train``); then the command lines ``cli``,
+``train``, ``evaluate``, ``predict`` and the benchmark ``bench``; last ``gpu_report``, every GPU
+figure in one command.
 """
 
 from .architecture import PAPER_TABLE1, Row

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, read_checkpoint, restore_training, save_checkpoint
 from .config import TrainConfig, changed_fields, stem_for
-from .data import Data, load_data, make_loader
+from .data import Data, load_data
 from .device import (
     all_reduce,
     amp_dtype,
@@ -43,6 +43,7 @@ from .device import (
     pick_device,
     seed_for,
 )
+from .loaders import make_loader
 from .metrics import evaluate
 from .model import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 from .provenance import provenance

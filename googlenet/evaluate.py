@@ -18,10 +18,11 @@ from typing import Any
 from .checkpoint import load_model
 from .cli import Parser, checked, run_main
 from .config import AT_LEAST_1
-from .data import load_data, make_loader
+from .data import load_data
 from .device import pick_device
-from .engine import provenance
+from .loaders import make_loader
 from .metrics import evaluate, report
+from .provenance import provenance
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

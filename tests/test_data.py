@@ -1,4 +1,5 @@
-"""googlenet.data: roots, offline Fashion-MNIST, CIFAR-10/Imagenette on-disk formats, loaders."""
+"""googlenet.data and googlenet.loaders: roots, offline Fashion-MNIST, CIFAR-10/Imagenette on-disk formats,
+loaders."""
 
 from __future__ import annotations
 
@@ -15,13 +16,11 @@ from googlenet.data import (
     STATS,
     DatasetNotFoundError,
     TensorImages,
-    augment_batch,
     compute_mean_std,
     default_root,
     load_data,
-    make_loader,
-    shard_indices,
 )
+from googlenet.loaders import TensorLoader, augment_batch, make_loader, shard_indices
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,7 +133,7 @@ def test_shards_cover_the_data_and_change_every_epoch():
 def test_each_rank_draws_its_own_augmentation():
     same = TensorImages(torch.randint(0, 256, (1, 1, 8, 8), dtype=torch.uint8).repeat(32, 1, 1, 1),
                         torch.zeros(32, dtype=torch.int64))
-    batches = [next(iter(gd.TensorLoader(same, 16, "cpu", mean=(0.5,), std=(0.5,), shuffle=True,
+    batches = [next(iter(TensorLoader(same, 16, "cpu", mean=(0.5,), std=(0.5,), shuffle=True,
                                          augment=True, rank=rank, world_size=2)))[0] for rank in (0, 1)]
     assert not torch.equal(*batches)  # the same images, cropped and flipped differently
 

@@ -14,6 +14,7 @@ LAYERS = [
     ["model"],
     ["device"],
     ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "metrics", "plots"],
+    ["loaders"],
     ["config", "provenance"],
     ["engine"],
     ["cli"],
