@@ -90,14 +90,17 @@ def test_native_cpu_bf16_needs_the_flag_and_pytorchs_dispatch(monkeypatch, flags
     assert amp_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else None)
 
 
-@pytest.mark.parametrize(("capability", "native"), [("avx2", False), ("default", False), ("avx512", True)])
-def test_aten_cpu_capability_is_honoured(capability, native):
-    """The real environment variable, read by PyTorch in a fresh process, on a CPU that claims bf16."""
+@pytest.mark.parametrize("capability", ["avx2", "default"])
+def test_aten_cpu_capability_is_honoured(capability):
+    """The real environment variable, read by PyTorch in a fresh process, on a CPU that claims bf16.
+
+    (Only capabilities below the machine's: torch 2.6 executes AVX-512 code when told to, and dies
+    on a CPU without it.)"""
     code = ("from googlenet import device as d; d.cpuinfo = lambda: 'flags : avx512f avx512_bf16';"
             "print(d.fast_bf16('cpu'))")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == str(native)
+    assert out.stdout.strip() == "False"
 
 
 def test_amp_flag_values():
