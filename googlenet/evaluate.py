@@ -10,13 +10,12 @@ The measuring itself is :func:`googlenet.metrics.evaluate`.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_model
-from .cli import Parser, checked, run_main
+from .cli import Parser, checked, command_line, run_main
 from .config import AT_LEAST_1
 from .data import load_data
 from .device import pick_device
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = args.out or args.checkpoint.with_name("confusion_matrix.png")
     ax = plot_confusion_matrix(metrics["confusion"], meta["classes"])
     ax.figure.savefig(out, dpi=150, bbox_inches="tight")
-    command = shlex.join(["python", "-m", "googlenet.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("googlenet.evaluate", sys.argv[1:] if argv is None else argv)
     record = {**metrics, "precision": "float32", "subset": args.subset, **provenance(command)}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1))
     print(f"confusion matrix saved to {out} (numbers in {out.with_suffix('.json')})")
