@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import datasets
-from torchvision import transforms as T
+from torchvision.transforms import v2 as T
 
 from .data import PAD, Data, TensorImages, eval_transform
 from .device import seed_for
