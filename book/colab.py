@@ -79,10 +79,12 @@ if "google.colab" in sys.modules or not Path("booktools.py").is_file():
                    ["git", "clone", "-q", "--depth=1", "-b", "{branch}", REPO, str(CLONE)],
                    "check the runtime's internet connection; for a fork, set "
                    "{REPO_VARIABLE} to its URL.")
-    # The runtime's torch and torchvision at their exact versions: pip keeps them or stops.
+    # The runtime's torch and torchvision at their exact versions: pip keeps them
+    # or stops. The package comes with the extras the chapters import ([book]).
     KEEP = [f"{{name}}=={{metadata.version(name)}}" for name in ("torch", "torchvision")]
     setup_step("Installing the googlenet package",
-               [sys.executable, "-m", "pip", "install", "-q", "-e", f"{{CLONE}}[book]", *KEEP],
+               [sys.executable, "-m", "pip", "install", "-q", "-e", f"{{CLONE}}[book]",
+                *KEEP],
                "read pip's last lines below and the README's Troubleshooting section.")
     sys.path[:0] = [p for p in (str(CLONE), str(CLONE / "book")) if p not in sys.path]
     os.chdir(CLONE / "book")
