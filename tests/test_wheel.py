@@ -88,8 +88,8 @@ def test_the_installed_wheel_builds_and_loads_weights_outside_a_clone(fresh):
     python, env, work = fresh
     out = json.loads(_run(python, "-c", USE, cwd=work, env=env).splitlines()[-1])
     assert Path(out["package"]).is_relative_to(python.parents[1]), out["package"]
-    assert {k: v for k, v in out.items() if "/" in k} == {f"{v}/{s}": [1, 10] for v in ("paper", "torchvision")
-                                                          for s in ("imagenet", "small")}
+    shapes = {k: v for k, v in out.items() if "/" in k}
+    assert shapes == {f"{v}/{s}": [1, 10] for v in ("paper", "torchvision") for s in ("imagenet", "small")}
     assert out["params"] == GoogLeNet_Weights.FASHION_MNIST_SMALL.meta["num_params"]
     core = [r for r in out["requires"] if "extra ==" not in r]
     assert {r.split(">")[0].split("=")[0] for r in core} == {"torch", "torchvision", "tqdm", "matplotlib",
@@ -107,8 +107,8 @@ def test_predict_on_an_image_file_outside_a_clone(fresh):
             if p == int(test.labels[i]) and m > 3]
     image = work / "item.png"
     Image.fromarray(test.images[sure[0], 0].numpy()).save(image)
-    out = _run(python, "-m", "googlenet.predict", image, "--weights", "FASHION_MNIST_SMALL", "--device", "cpu",
-               cwd=work, env=env)
+    out = _run(python, "-m", "googlenet.predict", image, "--weights", "FASHION_MNIST_SMALL",
+               "--device", "cpu", cwd=work, env=env)
     first = out.splitlines()[1].split()
     assert first[0] == "1." and " ".join(first[1:-1]) == GoogLeNet_Weights.FASHION_MNIST_SMALL.meta[
         "categories"][int(test.labels[sure[0]])], out
