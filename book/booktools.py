@@ -35,9 +35,15 @@ class _ReadableSummary(torchinfo.ModelStatistics):
 
 
 def summary(model: nn.Module, **kwargs) -> torchinfo.ModelStatistics:
-    """`torchinfo.summary(model, **kwargs)`, whose printout labels millions (M) and billions (G)."""
+    """`torchinfo.summary(model, **kwargs)`, printed with unit labels (M), (G) and a narrow name column.
+
+    torchinfo's layer-name column is at least 40 characters wide; here it is as wide as the longest
+    name, by torchinfo's own rule, so that a table with a `col_width` of 17 fits the book's 88 columns.
+    """
     stats = torchinfo.summary(model, **kwargs)
     stats.__class__ = _ReadableSummary  # same data; only the printout differs
+    stats.formatting.layer_name_width = 0
+    stats.formatting.set_layer_name_width(stats.summary_list)
     return stats
 
 
