@@ -13,8 +13,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torchinfo
-from IPython.core.formatters import format_display_data
-from IPython.display import display
 from matplotlib.axes import Axes
 from torch import nn
 from torchinfo.enums import Units
@@ -61,6 +59,11 @@ def glue(key: str, text: str) -> None:
     Written with IPython alone, so it runs in Colab and Jupyter where myst-nb is not installed; the
     book build reads the record as myst-nb's own, so `` {glue:text}`key` `` would also work.
     """
+    # IPython comes with every Jupyter kernel, Colab's too; imported here so that the package's tests,
+    # which import this module without a kernel, do not need it.
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display
+
     bundle, metadata = format_display_data(text)
     metadata["scrapbook"] = {"name": key, "mime_prefix": GLUE_PREFIX}
     display({GLUE_PREFIX + mime: value for mime, value in bundle.items()}, raw=True, metadata=metadata)

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book"))
@@ -71,14 +69,23 @@ def test_prose_numbers_are_the_glued_outputs(path):
     assert mismatches(_load(path)) == []
 
 
-def _notebook(markdown: str, *glues: tuple[str, str]) -> dict:
-    """A notebook whose one code cell glued `glues` (recorded by booktools.glue) and one markdown cell."""
+def _displayed(*calls) -> list[tuple[dict, dict]]:
+    """(data, metadata) of every output the calls display, as a Jupyter kernel would record them."""
+    pytest.importorskip("IPython", reason="booktools.glue runs in a Jupyter kernel, which has IPython")
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
     InteractiveShell.instance()
     with capture_output() as captured:
-        for key, text in glues:
-            booktools.glue(key, text)
-    outputs = [{"output_type": "display_data", "data": o.data, "metadata": o.metadata}
-               for o in captured.outputs]
+        for call in calls:
+            call()
+    return [(o.data, o.metadata) for o in captured.outputs]
+
+
+def _notebook(markdown: str, *glues: tuple[str, str]) -> dict:
+    """A notebook whose one code cell glued `glues` (recorded by booktools.glue) and one markdown cell."""
+    shown = _displayed(*(lambda k=key, t=text: booktools.glue(k, t) for key, text in glues))
+    outputs = [{"output_type": "display_data", "data": data, "metadata": meta} for data, meta in shown]
     return {"cells": [{"cell_type": "code", "source": "", "outputs": outputs},
                       {"cell_type": "markdown", "source": markdown}]}
 
@@ -108,9 +115,6 @@ def test_a_planted_mismatch_in_a_chapter_fails():
 def test_glue_records_what_myst_nb_records():
     """booktools.glue stores the same output as myst-nb's own glue, so the book build reads it."""
     myst_nb = pytest.importorskip("myst_nb")
-    InteractiveShell.instance()
-    with capture_output() as ours:
-        booktools.glue("k", "1.2e+01")
-    with capture_output() as theirs:
-        myst_nb.glue("k", "1.2e+01", display=False)
-    assert [(o.data, o.metadata) for o in ours.outputs] == [(o.data, o.metadata) for o in theirs.outputs]
+    ours = _displayed(lambda: booktools.glue("k", "1.2e+01"))
+    theirs = _displayed(lambda: myst_nb.glue("k", "1.2e+01", display=False))
+    assert ours == theirs and len(ours) == 1
