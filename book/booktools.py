@@ -33,10 +33,40 @@ class _ReadableSummary(torchinfo.ModelStatistics):
 
 
 def summary(model: nn.Module, **kwargs) -> torchinfo.ModelStatistics:
-    """`torchinfo.summary(model, **kwargs)`, whose printout labels millions (M) and billions (G)."""
+    """`torchinfo.summary(model, **kwargs)`, printed with unit labels (M), (G) and a narrow name column.
+
+    torchinfo's layer-name column is at least 40 characters wide; here it is as wide as the longest
+    name, by torchinfo's own rule, so that a table with a `col_width` of 17 fits the book's 88 columns.
+    """
     stats = torchinfo.summary(model, **kwargs)
     stats.__class__ = _ReadableSummary  # same data; only the printout differs
+    stats.formatting.layer_name_width = 0
+    stats.formatting.set_layer_name_width(stats.summary_list)
     return stats
+
+
+# --------------------------------------------------------------------------- numbers in the prose
+# A code cell records a number with glue("key", text); a markdown cell writes the same text followed by
+# an HTML comment naming the key, "39<!--glue:key-->". The comment is invisible in Jupyter, Colab and
+# the HTML book; tests/test_prose.py checks that the literal before it is what the cell recorded.
+
+GLUE_PREFIX = "application/papermill.record/"  # myst-nb's mimetype prefix for a value stored unseen
+
+
+def glue(key: str, text: str) -> None:
+    """Record `text` under `key` exactly as myst-nb's `glue(key, text, display=False)` does.
+
+    Written with IPython alone, so it runs in Colab and Jupyter where myst-nb is not installed; the
+    book build reads the record as myst-nb's own, so `` {glue:text}`key` `` would also work.
+    """
+    # IPython comes with every Jupyter kernel, Colab's too; imported here so that the package's tests,
+    # which import this module without a kernel, do not need it.
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display
+
+    bundle, metadata = format_display_data(text)
+    metadata["scrapbook"] = {"name": key, "mime_prefix": GLUE_PREFIX}
+    display({GLUE_PREFIX + mime: value for mime, value in bundle.items()}, raw=True, metadata=metadata)
 
 
 # --------------------------------------------------------------------------- the training chapters' run
