@@ -90,6 +90,6 @@ def test_readme_states_the_evaluated_accuracies():
     readme = (RESULTS.parents[1] / "README.md").read_text()
     for run in GOALS:
         weights = run.upper()  # the builder's name for the run: GoogLeNet_Weights.FASHION_MNIST_96
-        stated = re.search(rf"`{weights}` is [^(]*\((\d+\.\d)% test accuracy", readme)
+        stated = re.search(rf"`{weights}` is [^%]*?\((\d+\.\d)% test accuracy", readme)
         assert stated, f"README: say `{weights}` is ... (NN.N% test accuracy"
         assert float(stated.group(1)) == round(100 * evaluation(run)["accuracy"], 1)
