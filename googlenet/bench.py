@@ -39,12 +39,14 @@ from torch import Tensor, nn
 from .architecture import AUX_LOSS_WEIGHT
 from .cli import Parser, add_config_flags, command_line, config_flags, run_main
 from .config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SMALL_STEM_BELOW, check_fields, flag, stem_for
-from .device import fast_bf16, peak_memory_mb, pick_device, reset_peak_memory
+from .device import PeakMemory, fast_bf16, pick_device
 from .model import GoogLeNet
 from .optimize import optimize_for_inference, optimize_for_training
 from .provenance import provenance
 
-SCHEMA_VERSION = 2  # 2: the machine and versions as googlenet.provenance records them, with date and commit
+SCHEMA_VERSION = 3  # 2: the machine and versions as googlenet.provenance records them, with date and commit;
+# 3: peak_memory_mb is the memory the warm-up steps allocate beyond what was allocated before them
+# (device.PeakMemory); before, it was the process's peak resident memory, which tracked the run order
 REFERENCE = "torchvision"
 MODES = ("train", "infer")
 
@@ -263,11 +265,10 @@ def measure_case(
     for name, model in plain.items():
         try:
             step = make_step(prepare(model, mode, setting, device), mode, setting, x, y, device)
-            reset_peak_memory(device)
-            for _ in range(max(cfg.warmup, 3 if setting.compile else 1)):  # compile/graphs need more
-                step()
-            sync(device)
-            steps[name], peaks[name] = step, peak_memory_mb(device)
+            with PeakMemory(device) as peak:  # what the steps add to the memory held before them
+                for _ in range(max(cfg.warmup, 3 if setting.compile else 1)):  # compile/graphs need more
+                    step()
+            steps[name], peaks[name] = step, peak.mb
         except Exception as exc:  # a setting that does not work for a model is reported, not fatal
             errors[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             log(f"  {name}: {errors[name]}")

@@ -1,8 +1,9 @@
 """What a training run is: :class:`TrainConfig`, its two recipes, and the checks on every field.
 
 ``TrainConfig(recipe="paper")`` is the paper's recipe on the paper's network (``variant="paper"``);
-any field given explicitly overrides the recipe's value. Each field is also a command-line flag of ``python -m googlenet.train`` (its
-``help`` is the flag's help), and a value outside its range raises a ValueError that says so.
+any field given explicitly overrides the recipe's value. Each field is also a command-line flag of
+``python -m googlenet.train`` (its ``help`` is the flag's help), and a value outside its range raises
+a ValueError that says so.
 """
 
 from __future__ import annotations
