@@ -88,7 +88,8 @@ class BenchConfig:
     repetitions: int = flag(7, "alternating rounds", check=AT_LEAST_1)
     iterations: int = flag(1, "timed steps per model per round (1 pairs the models most tightly)",
                            check=AT_LEAST_1)
-    warmup: int = flag(1, "untimed steps per model (at least 3 when compiled)", check=NON_NEGATIVE)
+    warmup: int = flag(1, "untimed steps per model (at least 2: the peak memory of a training step "
+                          "comes once the optimizer's state exists; 3 when compiled)", check=NON_NEGATIVE)
     num_classes: int = flag(1000, "classifier outputs", check=AT_LEAST_1)
     device: str = flag("auto", "cpu, cuda, cuda:1, mps, or auto (the best available)")
     stock: bool = flag(True, "add unmodified torchvision at small sizes (an informational row)")
@@ -235,7 +236,7 @@ class Measurement:
     model: str
     images_per_s: float | None
     ms_per_batch: float | None
-    peak_memory_mb: float | None
+    peak_memory_mb: float | None  # what its warm-up steps allocated beyond what was held before them
     ratio: float | None  # median over repetitions of (this model's images/s) / torchvision's
     counted: bool  # False for informational rows that are not like-for-like
     samples_images_per_s: list[float]
@@ -265,8 +266,10 @@ def measure_case(
     for name, model in plain.items():
         try:
             step = make_step(prepare(model, mode, setting, device), mode, setting, x, y, device)
-            with PeakMemory(device) as peak:  # what the steps add to the memory held before them
-                for _ in range(max(cfg.warmup, 3 if setting.compile else 1)):  # compile/graphs need more
+            # the memory the steps add to what was held before them; from the second step on, a
+            # training step holds the optimizer's state as well as the gradients and activations
+            with PeakMemory(device) as peak:
+                for _ in range(max(cfg.warmup, 3 if setting.compile else 2)):  # compile/graphs need more
                     step()
             steps[name], peaks[name] = step, peak.mb
         except Exception as exc:  # a setting that does not work for a model is reported, not fatal
