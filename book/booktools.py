@@ -209,12 +209,14 @@ BENCH_KEYS = {"command", "date", "commit", "machine", "versions", "config", "res
 
 
 def load_results(path: str | Path) -> dict:
-    """A result file of the benchmark, in its current schema (a schema-1 file is converted)."""
+    """A result file of the benchmark, in its current schema (a schema-1 or 2 file is converted)."""
     result = json.loads(Path(path).read_text())
     if result.get("schema") == 1:
         result = _from_schema_1(result)
+    if result.get("schema") == 2:
+        result = _from_schema_2(result)
     if result.get("schema") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema {result.get('schema')!r}, expected 1 or {SCHEMA_VERSION}")
+        raise ValueError(f"{path}: schema {result.get('schema')!r}, expected 1 to {SCHEMA_VERSION}")
     if BENCH_KEYS - result.keys():
         raise ValueError(f"{path}: missing keys {sorted(BENCH_KEYS - result.keys())}")
     fields = set(Measurement.__dataclass_fields__)
@@ -230,8 +232,15 @@ def _from_schema_1(result: dict) -> dict:
     machine = {"platform": m["platform"], "cpu": m["cpu"], "cores": m["cpu_count"],
                "threads": m["torch_threads"], "gpu": m["gpu"],
                "native_bf16": m["bf16_supported"] if m["device"] == "cpu" else None}
-    return {**result, "schema": SCHEMA_VERSION, "date": None, "commit": None, "machine": machine,
+    return {**result, "schema": 2, "date": None, "commit": None, "machine": machine,
             "versions": {**result["versions"], "cuda": None}, "skipped": []}
+
+
+def _from_schema_2(result: dict) -> dict:
+    """A schema-2 result without its peak memory: the process's peak resident memory, which
+    tracked the order the models ran in rather than any one model, so it is left out."""
+    rows = [{**row, "peak_memory_mb": None} for row in result["results"]]
+    return {**result, "schema": 3, "results": rows}
 
 
 def ratio_rows(result: dict, model: str = "ours-optimized") -> list[dict]:
