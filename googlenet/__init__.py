@@ -2,7 +2,8 @@
 
 Layers, each importing only from those above it: ``architecture`` (Table 1 as data), ``model``;
 ``device``; then ``compat``, ``table``, ``receptive``, ``features``, ``optimize``, ``checkpoint``,
-``data`` (datasets), ``metrics``, ``plots``; then ``loaders``; then ``config`` and ``provenance``;
+``data`` (datasets), ``metrics``, ``plots``; then ``loaders`` and ``weights`` (the builder
+:func:`googlenet` and :class:`GoogLeNet_Weights`, as torchvision's); then ``config`` and ``provenance``;
 then ``engine`` (the training loop, ``googlenet.engine.train``); then the command lines ``cli``,
 ``train``, ``evaluate``, ``predict`` and the benchmark ``bench``; last ``gpu_report``, every GPU
 figure in one command.
@@ -21,10 +22,12 @@ from .model import (
     googlenet_loss,
 )
 from .table import MeasuredRow, table1
+from .weights import GoogLeNet_Weights, googlenet
 
 __all__ = [
     "PAPER_TABLE1", "Row", "load_model", "reference_checkpoint", "from_torchvision", "ConvBlock", "GoogLeNet",
     "GoogLeNetOutputs",
     "Inception", "InceptionAux", "googlenet_loss", "MeasuredRow", "table1", "TrainConfig",
+    "GoogLeNet_Weights", "googlenet",
 ]
 __version__ = "0.1.0"

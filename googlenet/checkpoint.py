@@ -106,15 +106,20 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
             "Delete it or use another copy."
         ) from e
+    return validate_state(state, path)
+
+
+def validate_state(state: Any, where: str | Path) -> dict[str, Any]:
+    """``state`` if it is a googlenet checkpoint's contents, else :class:`CheckpointError`."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a PyTorch file but not a googlenet checkpoint (no {FORMAT!r} tag)")
+        raise CheckpointError(f"{where} is a PyTorch file but not a googlenet checkpoint (no {FORMAT!r} tag)")
     if state.get("version") != VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format version {state.get('version')}, expected {VERSION}"
+            f"{where} has checkpoint format version {state.get('version')}, expected {VERSION}"
         )
     missing = [k for k in (*METADATA_KEYS, "model") if k not in state]
     if missing:
-        raise CheckpointError(f"{path} lacks {', '.join(missing)}; it was not written by googlenet.train")
+        raise CheckpointError(f"{where} lacks {', '.join(missing)}; it was not written by googlenet.train")
     return state
 
 
@@ -156,16 +161,23 @@ def load_model(
     Raises :class:`CheckpointError` for a corrupt, truncated or mismatched file.
     """
     state = read_checkpoint(path, map_location)
-    try:
-        model = GoogLeNet(**state["model_kwargs"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot build a GoogLeNet from {state['model_kwargs']!r}: {e}") from e
-    weights = evaluation_weights(state)
-    check_state_dict(model, weights, what=f"checkpoint {path}")
-    model.load_state_dict(weights)
+    model = model_from_state(state, path)
     meta = {k: state[k] for k in METADATA_KEYS}
     meta.update(epoch=state.get("epoch"), history=state.get("history"))
     return model.to(map_location).eval(), meta
+
+
+def model_from_state(state: dict[str, Any], where: str | Path, **overrides: Any) -> GoogLeNet:
+    """The model a checkpoint describes, carrying its evaluation weights (``overrides``: e.g. ``blocks``)."""
+    kwargs = {**state["model_kwargs"], **overrides}
+    try:
+        model = GoogLeNet(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: cannot build a GoogLeNet from {kwargs!r}: {e}") from e
+    weights = evaluation_weights(state)
+    check_state_dict(model, weights, what=f"checkpoint {where}")
+    model.load_state_dict(weights)
+    return model
 
 
 def export_for_evaluation(

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
-from torchvision import transforms as T
+from torchvision.transforms import v2 as T
 
 DATASETS = ("fashion_mnist", "cifar10", "imagenette", "folder")
 IN_MEMORY = ("fashion_mnist", "cifar10")
@@ -162,11 +162,16 @@ def _cifar10(root: Path, train: bool, download: bool) -> tuple[TensorImages, lis
     return TensorImages(images, torch.tensor(ds.targets, dtype=torch.int64)), list(ds.classes)
 
 
+def _to_normalised_tensor(mean: Sequence[float], std: Sequence[float]) -> list[T.Transform]:
+    """The last steps of every transform: a float tensor in [0, 1], normalised, as a plain tensor."""
+    return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std), T.ToPureTensor()]
+
+
 def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
     """ImageNet-style augmentation for image files: random resized crop and horizontal flip."""
     return T.Compose([
         T.RandomResizedCrop(image_size, antialias=True), T.RandomHorizontalFlip(),
-        T.ToTensor(), T.Normalize(mean, std),
+        *_to_normalised_tensor(mean, std),
     ])
 
 
@@ -179,8 +184,8 @@ def eval_transform(
     Also what :mod:`googlenet.predict` applies to any image file (grayscale if ``in_channels=1``).
     """
     steps = [T.Grayscale()] if in_channels == 1 else []
-    steps += [T.Resize(resize or image_size, antialias=True), T.CenterCrop(image_size), T.ToTensor()]
-    return T.Compose([*steps, T.Normalize(mean, std)])
+    steps += [T.Resize(resize or image_size, antialias=True), T.CenterCrop(image_size)]
+    return T.Compose([*steps, *_to_normalised_tensor(mean, std)])
 
 
 class ClassFolder(datasets.ImageFolder):
@@ -232,7 +237,7 @@ def _image_files(name: str, root: Path, download: bool) -> tuple[Path, Path, lis
 def _folder_mean_std(train_dir: Path, image_size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Estimate an ImageFolder tree's statistics from an evenly spaced sample of training images."""
     plain = datasets.ImageFolder(str(train_dir), transform=T.Compose([
-        T.Resize(image_size, antialias=True), T.CenterCrop(image_size), T.PILToTensor(),
+        T.PILToTensor(), T.Resize(image_size, antialias=True), T.CenterCrop(image_size),
     ]))
     step = max(1, len(plain) // MEAN_STD_SAMPLE)
     return compute_mean_std(torch.stack([plain[i][0] for i in range(0, len(plain), step)]))

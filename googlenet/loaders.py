@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
-from torchvision import transforms as T
+from torchvision.transforms import v2 as T
 
 from .data import PAD, ClassFolder, Data, TensorImages, eval_transform
 from .device import seed_for

@@ -8,6 +8,8 @@ Two variants share one code path:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -75,21 +77,22 @@ class Inception(nn.Module):
         *,
         batch_norm: bool = True,
         kernel5: int = 5,
+        conv_block: Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        bn = batch_norm
-        self.branch1 = ConvBlock(in_channels, ch1x1, bn, kernel_size=1)
+        conv = partial(conv_block or ConvBlock, batch_norm=batch_norm)
+        self.branch1 = conv(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(
-            ConvBlock(in_channels, ch3x3red, bn, kernel_size=1),
-            ConvBlock(ch3x3red, ch3x3, bn, kernel_size=3, padding=1),
+            conv(in_channels, ch3x3red, kernel_size=1),
+            conv(ch3x3red, ch3x3, kernel_size=3, padding=1),
         )
         self.branch3 = nn.Sequential(
-            ConvBlock(in_channels, ch5x5red, bn, kernel_size=1),
-            ConvBlock(ch5x5red, ch5x5, bn, kernel_size=kernel5, padding=kernel5 // 2),
+            conv(in_channels, ch5x5red, kernel_size=1),
+            conv(ch5x5red, ch5x5, kernel_size=kernel5, padding=kernel5 // 2),
         )
         self.branch4 = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
-            ConvBlock(in_channels, pool_proj, bn, kernel_size=1),
+            conv(in_channels, pool_proj, kernel_size=1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -107,11 +110,13 @@ class InceptionAux(nn.Module):
         batch_norm: bool = True,
         dropout: float = 0.7,
         pool: nn.Module | None = None,
+        conv_block: Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
         # The paper pools 5x5/3 (14x14 -> 4x4 at 224 px); torchvision pools adaptively to 4x4.
         self.pool = pool if pool is not None else nn.AdaptiveAvgPool2d((4, 4))
-        self.conv = ConvBlock(in_channels, AUX_CONV_CHANNELS, batch_norm, kernel_size=1)
+        conv = conv_block or ConvBlock
+        self.conv = conv(in_channels, AUX_CONV_CHANNELS, batch_norm=batch_norm, kernel_size=1)
         self.fc1 = nn.Linear(AUX_CONV_CHANNELS * 4 * 4, AUX_FC_UNITS)
         self.fc2 = nn.Linear(AUX_FC_UNITS, num_classes)
         self.dropout = nn.Dropout(p=dropout)
@@ -145,6 +150,12 @@ class GoogLeNet(nn.Module):
         dropout: before the classifier; None means the variant's own (0.4 paper, 0.2 torchvision).
         aux_dropout: inside the auxiliary heads (0.7 in both).
         transform_input: torchvision's input re-scaling used by its ImageNet weights.
+        blocks: ``[conv_block, inception_block, inception_aux_block]`` to build from, as in
+            torchvision (default ``[ConvBlock, Inception, InceptionAux]``): swap in your own to change
+            the normalisation or activation, or to add a layer, without editing the package. The
+            convolution block is called as ``conv_block(in_channels, out_channels, batch_norm=...,
+            **conv_kwargs)``; the other two with the arguments of :class:`Inception` and
+            :class:`InceptionAux`, plus ``conv_block=``.
     """
 
     def __init__(
@@ -158,8 +169,12 @@ class GoogLeNet(nn.Module):
         dropout: float | None = None,
         aux_dropout: float = 0.7,
         transform_input: bool = False,
+        blocks: Sequence[Callable[..., nn.Module]] | None = None,
     ) -> None:
         super().__init__()
+        if blocks is not None and len(blocks) != 3:
+            raise ValueError(f"blocks takes 3 callables (conv, inception, aux), got {len(blocks)}")
+        conv_block, inception_block, aux_block = blocks or (ConvBlock, Inception, InceptionAux)
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
         if stem not in STEMS:
@@ -184,19 +199,20 @@ class GoogLeNet(nn.Module):
         rows = {r.name: r for r in INCEPTION_ROWS}
 
         def inception(name: str, in_ch: int) -> Inception:
-            return Inception(in_ch, *channels(rows[name]), batch_norm=bn, kernel5=k5)
+            return inception_block(in_ch, *channels(rows[name]), batch_norm=bn, kernel5=k5,
+                                   conv_block=conv_block)
 
         def width(name: str) -> int:  # channels a module outputs: its four branches concatenated
             return inception_out_channels(rows[name])
 
         if stem == "imagenet":
-            self.conv1 = ConvBlock(in_channels, c1, bn, kernel_size=7, stride=2, padding=3)
+            self.conv1 = conv_block(in_channels, c1, batch_norm=bn, kernel_size=7, stride=2, padding=3)
         else:  # keep full resolution: 32 px reaches the Inception modules at 8x8
-            self.conv1 = ConvBlock(in_channels, c1, bn, kernel_size=3, stride=1, padding=1)
+            self.conv1 = conv_block(in_channels, c1, batch_norm=bn, kernel_size=3, stride=1, padding=1)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.lrn1 = lrn()
-        self.conv2 = ConvBlock(c1, c2, bn, kernel_size=1)
-        self.conv3 = ConvBlock(c2, c3, bn, kernel_size=3, padding=1)
+        self.conv2 = conv_block(c1, c2, batch_norm=bn, kernel_size=1)
+        self.conv3 = conv_block(c2, c3, batch_norm=bn, kernel_size=3, padding=1)
         self.lrn2 = lrn()
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
@@ -215,9 +231,9 @@ class GoogLeNet(nn.Module):
         if aux_logits:
             # the paper pools 5x5/3 (14x14 -> 4x4 at 224 px); torchvision pools adaptively to 4x4
             pool = (lambda: nn.AvgPool2d(5, stride=3)) if paper and stem == "imagenet" else lambda: None
-            aux = {"batch_norm": bn, "dropout": aux_dropout}
-            self.aux1 = InceptionAux(width(AUX_AFTER["aux1"]), num_classes, pool=pool(), **aux)
-            self.aux2 = InceptionAux(width(AUX_AFTER["aux2"]), num_classes, pool=pool(), **aux)
+            aux = {"batch_norm": bn, "dropout": aux_dropout, "conv_block": conv_block}
+            self.aux1 = aux_block(width(AUX_AFTER["aux1"]), num_classes, pool=pool(), **aux)
+            self.aux2 = aux_block(width(AUX_AFTER["aux2"]), num_classes, pool=pool(), **aux)
         else:
             self.aux1 = self.aux2 = None
 

@@ -14,7 +14,7 @@ LAYERS = [
     ["model"],
     ["device"],
     ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "metrics", "plots"],
-    ["loaders"],
+    ["loaders", "weights"],
     ["config", "provenance"],
     ["engine"],
     ["cli"],

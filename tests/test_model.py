@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch import nn
 
 import googlenet
 from googlenet.architecture import INCEPTION_ROWS, PAPER_DISCREPANCIES, inception_out_channels
+from googlenet.model import ConvBlock, GoogLeNet, Inception, InceptionAux
 
 torch.manual_seed(0)
 SIZES = {"imagenet": 224, "small": 32}
@@ -209,3 +211,57 @@ def test_onnx_export():
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto)
     assert [o.name for o in proto.graph.output] == ["logits"]
+
+
+class _GroupNormSiLU(nn.Module):
+    """A reader's own convolution block: group norm and SiLU in place of batch norm and ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool, **conv_kwargs) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **conv_kwargs)
+        self.norm = nn.GroupNorm(8 if out_channels % 8 == 0 else 1, out_channels)
+
+    def forward(self, x):
+        return F.silu(self.norm(self.conv(x)))
+
+
+def test_blocks_default_is_the_plain_model():
+    torch.manual_seed(0)
+    plain = GoogLeNet(10, variant="torchvision")
+    torch.manual_seed(0)
+    explicit = GoogLeNet(10, variant="torchvision", blocks=[ConvBlock, Inception, InceptionAux])
+    assert plain.state_dict().keys() == explicit.state_dict().keys()
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(plain.eval()(x), explicit.eval()(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+def test_blocks_swap_every_convolution_block(variant):
+    model = GoogLeNet(10, variant=variant, in_channels=1, stem="small",
+                      blocks=[_GroupNormSiLU, Inception, InceptionAux])
+    counts = {t: sum(isinstance(m, t) for m in model.modules()) for t in (_GroupNormSiLU, ConvBlock)}
+    default = sum(isinstance(m, ConvBlock) for m in GoogLeNet(10, variant=variant).modules())
+    assert counts == {_GroupNormSiLU: default, ConvBlock: 0}
+    assert model.train()(torch.randn(2, 1, 28, 28)).logits.shape == (2, 10)
+
+
+def test_blocks_swap_the_inception_and_auxiliary_blocks():
+    class Wider(Inception):  # a reader's Inception block: one more layer after the concatenation
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.after = nn.Identity()
+
+        def forward(self, x):
+            return self.after(super().forward(x))
+
+    class Aux(InceptionAux):
+        pass
+
+    model = GoogLeNet(10, variant="torchvision", blocks=[ConvBlock, Wider, Aux])
+    assert sum(isinstance(m, Wider) for m in model.modules()) == 9
+    assert isinstance(model.aux1, Aux) and isinstance(model.aux2, Aux)
+
+
+def test_blocks_needs_three():
+    with pytest.raises(ValueError, match="blocks takes 3 callables"):
+        GoogLeNet(10, blocks=[ConvBlock])
