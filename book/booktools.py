@@ -13,6 +13,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torchinfo
+from IPython.core.formatters import format_display_data
+from IPython.display import display
 from matplotlib.axes import Axes
 from torch import nn
 from torchinfo.enums import Units
@@ -37,6 +39,25 @@ def summary(model: nn.Module, **kwargs) -> torchinfo.ModelStatistics:
     stats = torchinfo.summary(model, **kwargs)
     stats.__class__ = _ReadableSummary  # same data; only the printout differs
     return stats
+
+
+# --------------------------------------------------------------------------- numbers in the prose
+# A code cell records a number with glue("key", text); a markdown cell writes the same text followed by
+# an HTML comment naming the key, "39<!--glue:key-->". The comment is invisible in Jupyter, Colab and
+# the HTML book; tests/test_prose.py checks that the literal before it is what the cell recorded.
+
+GLUE_PREFIX = "application/papermill.record/"  # myst-nb's mimetype prefix for a value stored unseen
+
+
+def glue(key: str, text: str) -> None:
+    """Record `text` under `key` exactly as myst-nb's `glue(key, text, display=False)` does.
+
+    Written with IPython alone, so it runs in Colab and Jupyter where myst-nb is not installed; the
+    book build reads the record as myst-nb's own, so `` {glue:text}`key` `` would also work.
+    """
+    bundle, metadata = format_display_data(text)
+    metadata["scrapbook"] = {"name": key, "mime_prefix": GLUE_PREFIX}
+    display({GLUE_PREFIX + mime: value for mime, value in bundle.items()}, raw=True, metadata=metadata)
 
 
 # --------------------------------------------------------------------------- the training chapters' run
