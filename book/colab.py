@@ -1,11 +1,13 @@
-"""The Colab set-up cell that opens every chapter: one source, written into each notebook.
+"""The set-up cell that opens every chapter: one source, written into each notebook.
 
-In Colab the cell makes the runtime look like a local clone: it fetches the repository (shallow, at the
-book's branch) into ``~/googlenet-book``, installs the package from it in editable mode and changes into
-its ``book/`` folder, so the chapters' relative paths (``results/``, ``_runs/``) work as they do locally.
-Elsewhere it does nothing. Running it again reuses the clone.
+In a clone of the repository (the notebook's folder holds ``booktools.py``) the cell does nothing. In
+Colab, or for a chapter downloaded alone and opened in any Jupyter, it makes the runtime look like a
+clone: it fetches the repository (shallow, at the book's branch) into ``~/googlenet-book``, installs the
+package from it in editable mode with the book's extras, and changes into its ``book/`` folder, so the
+chapter finds ``booktools``, the committed results (``results/``) and its own runs (``_runs/``) as it
+does in a clone. Running it again reuses the clone.
 
-Installing never replaces Colab's PyTorch: pip is asked for this package *and* for the torch and
+Installing never replaces the runtime's PyTorch: pip is asked for this package *and* for the torch and
 torchvision already installed, at their exact versions; pyproject's ranges admit Colab's releases, so pip
 installs only what is missing (torchinfo), and if they ever did not, pip would stop with a conflict
 instead of swapping the runtime's CUDA build for another.
@@ -26,7 +28,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = "# Colab only:"
+MARKER = "# Set-up:"
 # colab-setup names the cell; remove-cell hides it (input and output) in the HTML book, where it still runs.
 TAGS = ["colab-setup", "remove-cell"]
 REPO_VARIABLE = "GOOGLENET_BOOK_REPO"
@@ -51,17 +53,17 @@ def repository_url() -> str:
 def cell_source() -> str:
     """The text of the Colab set-up cell."""
     url, branch = repository()
-    return f'''{MARKER} make this runtime a clone of the book's repository; elsewhere, nothing.
+    return f'''{MARKER} in Colab or a chapter downloaded alone, fetch the book; in a clone, nothing.
 import sys
+from pathlib import Path
 
-if "google.colab" in sys.modules:
+if "google.colab" in sys.modules or not Path("booktools.py").is_file():
     import os
     import subprocess
     from importlib import metadata
-    from pathlib import Path
 
     def setup_step(what, command, advice):
-        """Run one set-up command; if it fails, say what failed and what to do."""
+        \"\"\"Run one set-up command; if it fails, say what failed and what to do.\"\"\"
         try:
             subprocess.run(command, check=True, capture_output=True, text=True)
         except (OSError, subprocess.CalledProcessError) as err:
@@ -77,10 +79,12 @@ if "google.colab" in sys.modules:
                    ["git", "clone", "-q", "--depth=1", "-b", "{branch}", REPO, str(CLONE)],
                    "check the runtime's internet connection; for a fork, set "
                    "{REPO_VARIABLE} to its URL.")
-    # Colab's torch and torchvision at their exact versions: pip keeps them or stops.
+    # The runtime's torch and torchvision at their exact versions: pip keeps them
+    # or stops. The package comes with the extras the chapters import ([book]).
     KEEP = [f"{{name}}=={{metadata.version(name)}}" for name in ("torch", "torchvision")]
     setup_step("Installing the googlenet package",
-               [sys.executable, "-m", "pip", "install", "-q", "-e", str(CLONE), *KEEP],
+               [sys.executable, "-m", "pip", "install", "-q", "-e", f"{{CLONE}}[book]",
+                *KEEP],
                "read pip's last lines below and the README's Troubleshooting section.")
     sys.path[:0] = [p for p in (str(CLONE), str(CLONE / "book")) if p not in sys.path]
     os.chdir(CLONE / "book")

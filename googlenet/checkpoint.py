@@ -197,11 +197,13 @@ def export_for_evaluation(
 def reference_checkpoint(name: str) -> Path:
     """The committed checkpoint of a reference run (``"fashion_mnist_small"``, ``"fashion_mnist_96"``).
 
-    They ship with the repository, not with a pip-installed package: use a clone.
+    They ship with the repository, not with a pip-installed package: there, use the builder
+    (``googlenet.googlenet(weights=GoogLeNet_Weights.FASHION_MNIST_96)``), which downloads them.
     """
     path = REFERENCE_DIR / name / "model.pt"
     if not path.is_file():
         known = sorted(p.parent.name for p in REFERENCE_DIR.glob("*/model.pt"))
-        hint = f"known: {', '.join(known)}" if known else "reference runs ship with a clone of the repository"
+        hint = (f"known: {', '.join(known)}" if known else "reference runs ship with a clone of the "
+                "repository; outside one, googlenet.googlenet(weights=...) downloads them")
         raise FileNotFoundError(f"no reference checkpoint {name!r} at {path}; {hint}")
     return path

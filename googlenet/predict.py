@@ -3,11 +3,12 @@
 Command line (``--help`` for all options)::
 
     python -m googlenet.predict shirt.png boot.jpg --checkpoint runs/fashion_mnist/checkpoint.pt
+    python -m googlenet.predict shirt.png --weights FASHION_MNIST_96
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +21,32 @@ from .cli import Parser, checked, run_main
 from .config import AT_LEAST_1
 from .data import eval_transform
 from .device import pick_device
+from .weights import GoogLeNet_Weights, googlenet
+
+
+def checkpoint_transform(meta: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
+    """How a checkpoint's model sees an image file: resized, centre-cropped to the training size,
+    converted to the model's channel count and normalised with the checkpoint's mean and std."""
+    return eval_transform(meta["image_size"], meta["mean"], meta["std"], resize=meta["resize"],
+                          in_channels=meta["model_kwargs"]["in_channels"])
 
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, meta: dict[str, Any], images: Sequence[str | Path | Image.Image], k: int = 5
+    model: nn.Module, prepare: Callable[[Image.Image], torch.Tensor], classes: Sequence[str],
+    images: Sequence[str | Path | Image.Image], k: int = 5,
 ) -> list[list[tuple[str, float]]]:
     """For each image (path or PIL image), the ``k`` most probable ``(class name, probability)`` pairs.
 
-    Images are prepared as at test time: resized, centre-cropped to the training size, converted
-    to the model's channel count and normalised with the checkpoint's mean and std.
+    ``prepare`` is the weights' evaluation transform (:func:`checkpoint_transform` for a checkpoint,
+    ``GoogLeNet_Weights.X.transforms()`` for the builder's weights).
     """
-    channels = meta["model_kwargs"]["in_channels"]
-    prepare = eval_transform(meta["image_size"], meta["mean"], meta["std"], resize=meta["resize"],
-                             in_channels=channels)
     pil = [img if isinstance(img, Image.Image) else Image.open(img) for img in images]
     batch = torch.stack([prepare(img.convert("RGB")) for img in pil])
     device = next(model.parameters()).device
     probs = model.eval()(batch.to(device)).softmax(1)
     top = probs.topk(min(k, probs.shape[1]), dim=1)
-    return [[(meta["classes"][i], p) for p, i in zip(ps.tolist(), ids.tolist(), strict=True)]
+    return [[(classes[i], p) for p, i in zip(ps.tolist(), ids.tolist(), strict=True)]
             for ps, ids in zip(top.values, top.indices, strict=True)]
 
 
@@ -53,8 +60,11 @@ def main(argv: list[str] | None = None) -> list[list[tuple[str, float]]]:
         epilog="example: python -m googlenet.predict photo.jpg --checkpoint runs/cifar10/checkpoint.pt",
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to classify")
-    parser.add_argument("--checkpoint", required=True, type=Path,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path,
                         help="checkpoint.pt written by `python -m googlenet.train` (in its --out-dir)")
+    source.add_argument("--weights", choices=list(GoogLeNet_Weights.__members__),
+                        help="trained weights the package knows (downloaded once into torch's hub cache)")
     parser.add_argument("--top", type=checked(int, AT_LEAST_1), default=5,
                         help="how many classes to list per image (default: 5)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps, or auto (default)")
@@ -63,8 +73,15 @@ def main(argv: list[str] | None = None) -> list[list[tuple[str, float]]]:
     if missing:
         parser.error(f"no such image file: {', '.join(missing)}")
 
-    model, meta = load_model(args.checkpoint, map_location=pick_device(args.device))
-    results = predict(model, meta, args.images, k=args.top)
+    device = pick_device(args.device)
+    if args.weights:
+        weights = GoogLeNet_Weights[args.weights]
+        model, prepare, classes = googlenet(weights=weights).to(device), weights.transforms(), \
+            weights.meta["categories"]
+    else:
+        model, meta = load_model(args.checkpoint, map_location=device)
+        prepare, classes = checkpoint_transform(meta), meta["classes"]
+    results = predict(model, prepare, classes, args.images, k=args.top)
     for path, top in zip(args.images, results, strict=True):
         print(path)
         for rank, (name, p) in enumerate(top, 1):

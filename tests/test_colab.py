@@ -1,8 +1,8 @@
-"""The Colab set-up cell, run as Colab would run it, offline.
+"""The set-up cell, run as Colab runs it and as a plain Jupyter runs a chapter downloaded alone, offline.
 
-A throwaway environment plays the Colab runtime: it has torch, torchvision and the other libraries (this
+A throwaway environment plays the runtime: it has torch, torchvision and the other libraries (this
 environment's site-packages, put on its path without running their ``.pth`` files, so the editable
-install of this package stays invisible) but not the ``googlenet`` package, and a stand-in
+install of this package stays invisible) but not the ``googlenet`` package; for Colab, a stand-in
 ``google.colab`` module is imported at start-up, as in a Colab kernel. ``GOOGLENET_BOOK_REPO`` points at
 a local clone of this repository, so the cell's ``git clone`` and ``pip install`` need no network. The
 clone holds what is *committed*: uncommitted edits are not part of the test.
@@ -15,6 +15,7 @@ from.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -81,6 +82,21 @@ def colab_runtime(tmp_path_factory: pytest.TempPathFactory, origin: Path) -> tup
     return python, env
 
 
+@pytest.fixture(scope="module")
+def plain_runtime(colab_runtime) -> tuple[Path, dict[str, str]]:
+    """The same Python and environment without Colab's module: a Jupyter on a reader's computer."""
+    python, env = colab_runtime
+    return python, {k: v for k, v in env.items() if k != "PYTHONPATH"}
+
+
+def _imports(chapter: Path) -> str:
+    """Every import statement of a chapter's code cells, in order."""
+    cells = json.loads(chapter.read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"][1:]
+    return "\n".join(ast.unparse(node) for source in sources for node in ast.walk(ast.parse(source))
+                     if isinstance(node, ast.Import | ast.ImportFrom))
+
+
 def test_the_runtime_has_the_libraries_and_colab_but_not_this_package(colab_runtime, tmp_path):
     python, env = colab_runtime
     check = ("import importlib.util, sys, torch, torchvision\n"
@@ -132,12 +148,35 @@ def test_a_chapter_runs_in_colab_against_a_clone_of_the_repository(colab_runtime
     assert all(Path(path).is_relative_to(clone) for path in probe["references"].values())
 
 
-def test_outside_colab_the_cell_does_nothing(monkeypatch):
+@pytest.mark.notebooks
+def test_every_chapters_imports_work_in_a_chapter_downloaded_alone(plain_runtime, tmp_path):
+    """Outside Colab and outside a clone, the set-up cell fetches the book; then every import resolves."""
+    python, env = plain_runtime
+    workdir = tmp_path / "Downloads"
+    workdir.mkdir()
+    cells = [_code(colab.cell_source()), _code(colab.cell_source()),
+             *[_code(_imports(chapter)) for chapter in colab.chapters()],
+             _code(PROBE.format(names=["fashion_mnist_small"]))]
+    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 4}
+    (workdir / "alone.ipynb").write_text(json.dumps(nb, indent=1))
+    done = subprocess.run([python, "-m", "nbconvert", "--to", "notebook", "--execute",
+                           "--ExecutePreprocessor.timeout=300", "--output", "executed.ipynb", "alone.ipynb"],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = json.loads((workdir / "executed.ipynb").read_text())["cells"]
+    text = ["".join(out.get("text", "")) for cell in cells for out in cell["outputs"]]
+    probe = json.loads(text[-1])
+    clone = Path(env["HOME"]) / colab.CLONE_NAME
+    assert probe["cwd"] == str(clone / "book") and Path(probe["package"]).is_relative_to(clone)
+    assert sum("Working in" in t for t in text) == 1, "in the clone, the second run does nothing"
+
+
+def test_in_a_clone_the_cell_does_nothing(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    before = Path.cwd()
+    monkeypatch.chdir(ROOT / "book")
     namespace: dict = {}
     exec(colab.cell_source(), namespace)
-    assert Path.cwd() == before and set(namespace) == {"__builtins__", "sys"}
+    assert Path.cwd() == ROOT / "book" and set(namespace) == {"__builtins__", "sys", "Path"}
 
 
 def test_a_failed_clone_says_what_failed_and_what_to_do(monkeypatch, tmp_path):
