@@ -13,8 +13,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torchinfo
-from IPython.core.formatters import format_display_data
-from IPython.display import display
 from matplotlib.axes import Axes
 from torch import nn
 from torchinfo.enums import Units
@@ -35,9 +33,15 @@ class _ReadableSummary(torchinfo.ModelStatistics):
 
 
 def summary(model: nn.Module, **kwargs) -> torchinfo.ModelStatistics:
-    """`torchinfo.summary(model, **kwargs)`, whose printout labels millions (M) and billions (G)."""
+    """`torchinfo.summary(model, **kwargs)`, printed with unit labels (M), (G) and a narrow name column.
+
+    torchinfo's layer-name column is at least 40 characters wide; here it is as wide as the longest
+    name, by torchinfo's own rule, so that a table with a `col_width` of 17 fits the book's 88 columns.
+    """
     stats = torchinfo.summary(model, **kwargs)
     stats.__class__ = _ReadableSummary  # same data; only the printout differs
+    stats.formatting.layer_name_width = 0
+    stats.formatting.set_layer_name_width(stats.summary_list)
     return stats
 
 
@@ -55,6 +59,11 @@ def glue(key: str, text: str) -> None:
     Written with IPython alone, so it runs in Colab and Jupyter where myst-nb is not installed; the
     book build reads the record as myst-nb's own, so `` {glue:text}`key` `` would also work.
     """
+    # IPython comes with every Jupyter kernel, Colab's too; imported here so that the package's tests,
+    # which import this module without a kernel, do not need it.
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display
+
     bundle, metadata = format_display_data(text)
     metadata["scrapbook"] = {"name": key, "mime_prefix": GLUE_PREFIX}
     display({GLUE_PREFIX + mime: value for mime, value in bundle.items()}, raw=True, metadata=metadata)
@@ -200,12 +209,14 @@ BENCH_KEYS = {"command", "date", "commit", "machine", "versions", "config", "res
 
 
 def load_results(path: str | Path) -> dict:
-    """A result file of the benchmark, in its current schema (a schema-1 file is converted)."""
+    """A result file of the benchmark, in its current schema (a schema-1 or 2 file is converted)."""
     result = json.loads(Path(path).read_text())
     if result.get("schema") == 1:
         result = _from_schema_1(result)
+    if result.get("schema") == 2:
+        result = _from_schema_2(result)
     if result.get("schema") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema {result.get('schema')!r}, expected 1 or {SCHEMA_VERSION}")
+        raise ValueError(f"{path}: schema {result.get('schema')!r}, expected 1 to {SCHEMA_VERSION}")
     if BENCH_KEYS - result.keys():
         raise ValueError(f"{path}: missing keys {sorted(BENCH_KEYS - result.keys())}")
     fields = set(Measurement.__dataclass_fields__)
@@ -221,8 +232,15 @@ def _from_schema_1(result: dict) -> dict:
     machine = {"platform": m["platform"], "cpu": m["cpu"], "cores": m["cpu_count"],
                "threads": m["torch_threads"], "gpu": m["gpu"],
                "native_bf16": m["bf16_supported"] if m["device"] == "cpu" else None}
-    return {**result, "schema": SCHEMA_VERSION, "date": None, "commit": None, "machine": machine,
+    return {**result, "schema": 2, "date": None, "commit": None, "machine": machine,
             "versions": {**result["versions"], "cuda": None}, "skipped": []}
+
+
+def _from_schema_2(result: dict) -> dict:
+    """A schema-2 result without its peak memory: the process's peak resident memory, which
+    tracked the order the models ran in rather than any one model, so it is left out."""
+    rows = [{**row, "peak_memory_mb": None} for row in result["results"]]
+    return {**result, "schema": 3, "results": rows}
 
 
 def ratio_rows(result: dict, model: str = "ours-optimized") -> list[dict]:

@@ -39,12 +39,14 @@ from torch import Tensor, nn
 from .architecture import AUX_LOSS_WEIGHT
 from .cli import Parser, add_config_flags, command_line, config_flags, run_main
 from .config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SMALL_STEM_BELOW, check_fields, flag, stem_for
-from .device import fast_bf16, peak_memory_mb, pick_device, reset_peak_memory
+from .device import PeakMemory, fast_bf16, pick_device
 from .model import GoogLeNet
 from .optimize import optimize_for_inference, optimize_for_training
 from .provenance import provenance
 
-SCHEMA_VERSION = 2  # 2: the machine and versions as googlenet.provenance records them, with date and commit
+SCHEMA_VERSION = 3  # 2: the machine and versions as googlenet.provenance records them, with date and commit;
+# 3: peak_memory_mb is the memory the warm-up steps allocate beyond what was allocated before them
+# (device.PeakMemory); before, it was the process's peak resident memory, which tracked the run order
 REFERENCE = "torchvision"
 MODES = ("train", "infer")
 
@@ -86,7 +88,8 @@ class BenchConfig:
     repetitions: int = flag(7, "alternating rounds", check=AT_LEAST_1)
     iterations: int = flag(1, "timed steps per model per round (1 pairs the models most tightly)",
                            check=AT_LEAST_1)
-    warmup: int = flag(1, "untimed steps per model (at least 3 when compiled)", check=NON_NEGATIVE)
+    warmup: int = flag(1, "untimed steps per model (at least 2: the peak memory of a training step "
+                          "comes once the optimizer's state exists; 3 when compiled)", check=NON_NEGATIVE)
     num_classes: int = flag(1000, "classifier outputs", check=AT_LEAST_1)
     device: str = flag("auto", "cpu, cuda, cuda:1, mps, or auto (the best available)")
     stock: bool = flag(True, "add unmodified torchvision at small sizes (an informational row)")
@@ -233,7 +236,7 @@ class Measurement:
     model: str
     images_per_s: float | None
     ms_per_batch: float | None
-    peak_memory_mb: float | None
+    peak_memory_mb: float | None  # what its warm-up steps allocated beyond what was held before them
     ratio: float | None  # median over repetitions of (this model's images/s) / torchvision's
     counted: bool  # False for informational rows that are not like-for-like
     samples_images_per_s: list[float]
@@ -263,11 +266,12 @@ def measure_case(
     for name, model in plain.items():
         try:
             step = make_step(prepare(model, mode, setting, device), mode, setting, x, y, device)
-            reset_peak_memory(device)
-            for _ in range(max(cfg.warmup, 3 if setting.compile else 1)):  # compile/graphs need more
-                step()
-            sync(device)
-            steps[name], peaks[name] = step, peak_memory_mb(device)
+            # the memory the steps add to what was held before them; from the second step on, a
+            # training step holds the optimizer's state as well as the gradients and activations
+            with PeakMemory(device) as peak:
+                for _ in range(max(cfg.warmup, 3 if setting.compile else 2)):  # compile/graphs need more
+                    step()
+            steps[name], peaks[name] = step, peak.mb
         except Exception as exc:  # a setting that does not work for a model is reported, not fatal
             errors[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             log(f"  {name}: {errors[name]}")

@@ -195,7 +195,8 @@ def export_for_evaluation(
 
 
 def reference_checkpoint(name: str) -> Path:
-    """The committed checkpoint of a reference run (``"fashion_mnist_small"``, ``"fashion_mnist_96"``).
+    """The committed checkpoint of a reference run, both the torchvision layout (batch norm):
+    ``"fashion_mnist_small"`` (small stem, 28 px) or ``"fashion_mnist_96"`` (ImageNet stem, 96 px).
 
     They ship with the repository, not with a pip-installed package: there, use the builder
     (``googlenet.googlenet(weights=GoogLeNet_Weights.FASHION_MNIST_96)``), which downloads them.

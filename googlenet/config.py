@@ -1,8 +1,9 @@
 """What a training run is: :class:`TrainConfig`, its two recipes, and the checks on every field.
 
-``TrainConfig(recipe="paper")`` is the paper's recipe; any field given explicitly overrides the
-recipe's value. Each field is also a command-line flag of ``python -m googlenet.train`` (its
-``help`` is the flag's help), and a value outside its range raises a ValueError that says so.
+``TrainConfig(recipe="paper")`` is the paper's recipe on the paper's network (``variant="paper"``);
+any field given explicitly overrides the recipe's value. Each field is also a command-line flag of
+``python -m googlenet.train`` (its ``help`` is the flag's help), and a value outside its range raises
+a ValueError that says so.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ AVERAGES = ("none", "ema", "polyak")
 SMALL_STEM_BELOW = 100  # px: images smaller than this get the small 3x3/1 stem (training and benchmark)
 
 # Fields a recipe sets; in TrainConfig they default to None, "the recipe's value".
+# Each recipe names the network it trains: the fast recipe's high learning rate needs batch norm
+# (the torchvision layout); the paper's recipe trains the paper's network.
 # The paper (section 6): asynchronous SGD, momentum 0.9, learning rate cut by 4% every 8 epochs,
 # Polyak averaging for the final model. Its base learning rate and weight decay are not given;
 # 0.01 and 2e-4 are those of Caffe's BVLC GoogLeNet reproduction.
@@ -29,11 +32,13 @@ RECIPES: dict[str, dict[str, Any]] = {
         "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
         "schedule": "onecycle", "warmup": 0.15, "step_every": 8, "step_gamma": 0.96,
         "label_smoothing": 0.1, "aux_weight": 0.3, "average": "none", "ema_decay": 0.999,
+        "variant": "torchvision",
     },
     "paper": {
         "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 2e-4,
         "schedule": "step", "warmup": 0.0, "step_every": 8, "step_gamma": 0.96,
         "label_smoothing": 0.0, "aux_weight": 0.3, "average": "polyak", "ema_decay": 0.999,
+        "variant": "paper",
     },
 }
 
@@ -95,7 +100,8 @@ class TrainConfig:
     """Everything one training run needs; field ``batch_size`` is the flag ``--batch-size``.
 
     Fields left at None take the value of ``recipe`` (:data:`RECIPES`): ``"fast"``, a modern
-    one-cycle recipe, or ``"paper"``, the paper's SGD with a step schedule and Polyak averaging.
+    one-cycle recipe on the torchvision layout (batch norm), or ``"paper"``, the paper's SGD with a
+    step schedule and Polyak averaging on the paper's network.
     The values are resolved when the config is made, so ``dataclasses.replace(config, recipe=...)``
     keeps the old recipe's values: make a new ``TrainConfig(recipe=..., ...)`` instead.
     """
@@ -117,16 +123,17 @@ class TrainConfig:
                                      "(0: decode in the main process; default: the device's, up to 8 "
                                      "feeding a GPU, half the cores on a CPU)", check=NON_NEGATIVE)
     # model
-    variant: str = flag("torchvision", "'torchvision' (batch norm) or 'paper' (as published)",
-                        choices=VARIANTS)
+    variant: str | None = _recipe("'torchvision' (batch norm) or 'paper' (as published)",
+                                  choices=VARIANTS)
     stem: str = flag("auto", f"'small' keeps small images at full resolution; auto: small below "
                              f"{SMALL_STEM_BELOW} px", choices=("auto", *STEMS))
     aux_logits: bool = flag(True, "train with the two auxiliary classifiers")
     dropout: float | None = flag(None, "dropout before the classifier (default: the variant's)",
                                  check=FRACTION)
     # optimisation
-    recipe: str = flag("fast", "'fast' (one-cycle SGD, label smoothing) or 'paper' (SGD, step schedule, "
-                               "Polyak averaging); other flags override the recipe's values",
+    recipe: str = flag("fast", "'fast' (one-cycle SGD, label smoothing; the torchvision variant) or "
+                               "'paper' (SGD, step schedule, Polyak averaging; the paper's variant); "
+                               "other flags override the recipe's values",
                        choices=tuple(RECIPES))
     epochs: int = flag(10, "passes over the training set", check=AT_LEAST_1)
     batch_size: int = flag(128, "images per step (per process under torchrun)", check=AT_LEAST_1)

@@ -8,12 +8,10 @@ process uses.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import itertools
 import os
 import platform
-import resource
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,28 +207,40 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def reset_peak_memory(device: str) -> None:
-    """Start a new peak: CUDA's allocator statistics, or Linux's VmHWM (via /proc/self/clear_refs)."""
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
+class PeakMemory:
+    """``with PeakMemory(device) as peak: ...``; then ``peak.mb`` is the most tensor memory the block
+    held at once beyond what was allocated when it began, in MB (2**20 bytes).
 
-
-def peak_memory_mb(device: str) -> float:
-    """Peak since the last reset: CUDA max allocated, else the process's peak resident set (RSS).
-
-    Where VmHWM is unavailable, falls back to getrusage's lifetime peak (it cannot be reset).
+    On CUDA it comes from the allocator's statistics; elsewhere from the profiler's record of every
+    allocation and free. A process's resident memory cannot say it: the allocator keeps memory that
+    earlier work freed, and the process holds everything else, so a resident-memory peak only grows.
     """
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    with contextlib.suppress(OSError, StopIteration, ValueError):
-        status = Path("/proc/self/status").read_text().splitlines()
-        line = next(line for line in status if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+    def __init__(self, device: str | torch.device) -> None:
+        self.device, self.mb = str(device), None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        else:
+            self._profiler = torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
+            self._profiler.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device) - self._start
+        else:
+            self._profiler.__exit__(*exc)
+            # every allocation (+bytes) and free (-bytes) in time order; the peak of their running sum
+            events = self._profiler.profiler.kineto_results.events()
+            records = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+            peak = max(itertools.accumulate(n for _, n in records), default=0)
+        self.mb = max(peak, 0) / 2**20
 
 
 def init_distributed() -> tuple[int, int, int]:

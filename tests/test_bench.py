@@ -13,6 +13,7 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+import torch
 
 from googlenet import bench, provenance
 
@@ -65,6 +66,21 @@ def test_json_schema(tiny_run):
             assert r["images_per_s"] == pytest.approx(statistics.median(r["samples_images_per_s"]))
 
 
+def test_peak_memory_is_what_a_block_adds_not_what_the_process_held():
+    from googlenet.device import PeakMemory
+
+    held = torch.zeros(2**22)  # 16 MB allocated before: not counted
+    with PeakMemory("cpu") as peak:
+        block = torch.ones(2**21)  # 8 MB, freed inside the block
+        del block
+        kept = torch.ones(2**20)  # 4 MB, still held at the end
+    assert peak.mb == pytest.approx(8, abs=0.5), peak.mb
+    with PeakMemory("cpu") as again:  # the same again: the freed 8 MB is not carried over
+        block = torch.ones(2**21)
+        del block
+    assert again.mb == pytest.approx(8, abs=0.5) and held.numel() and kept.numel()
+
+
 def test_table_and_plot(tiny_run):
     result, path = tiny_run
     table = bench.format_table(result).splitlines()
@@ -92,6 +108,8 @@ def test_committed_results_load_in_the_provenance_shape(path):
     """The committed CPU run is schema 1; it loads with today's machine and version keys."""
     result = booktools.load_results(path)
     assert result["results"] and result["machine"]["cpu"]
+    if json.loads(path.read_text())["schema"] < 3:  # a resident-memory peak: not shown
+        assert all(r["peak_memory_mb"] is None for r in result["results"])
     assert result["machine"].keys() == provenance.machine().keys()
     assert result["versions"].keys() == provenance.versions().keys()
 

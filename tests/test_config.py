@@ -15,6 +15,11 @@ def test_the_paper_recipe_applies_through_the_constructor():
     assert all(getattr(TrainConfig(), k) == v for k, v in RECIPES["fast"].items())
 
 
+def test_each_recipe_trains_its_own_network_unless_told_otherwise():
+    assert (TrainConfig().variant, TrainConfig(recipe="paper").variant) == ("torchvision", "paper")
+    assert TrainConfig(recipe="paper", variant="torchvision").variant == "torchvision"
+
+
 def test_explicit_values_override_the_recipe():
     config = TrainConfig(recipe="paper", lr=0.5, average="none")
     assert config.lr == 0.5 and config.average == "none" and config.schedule == "step"
