@@ -188,6 +188,27 @@ def eval_transform(
     return T.Compose([*steps, *_to_normalised_tensor(mean, std)])
 
 
+class ClassFolder(datasets.ImageFolder):
+    """An ImageFolder whose class folders are given, in label order: the training split's, so that
+    every split numbers the classes alike.
+
+    torchvision's ImageFolder numbers the class folders it finds, so a test folder that lacks one
+    class would number the others differently from the training folder. A folder that ``folders``
+    lacks is refused.
+    """
+
+    def __init__(self, root: str | Path, folders: Sequence[str], transform: T.Compose | None = None) -> None:
+        self.given = list(folders)
+        super().__init__(str(root), transform=transform, allow_empty=True)
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        found = datasets.folder.find_classes(str(directory))[0]
+        unknown = sorted(set(found) - set(self.given))
+        if unknown:
+            raise ValueError(f"{directory} has class folders the training split lacks: {', '.join(unknown)}")
+        return self.given, {name: i for i, name in enumerate(self.given)}
+
+
 def _folder_split(root: Path, names: Sequence[str], dataset: str, how: str) -> Path:
     for name in names:
         if (root / name).is_dir():
@@ -195,8 +216,8 @@ def _folder_split(root: Path, names: Sequence[str], dataset: str, how: str) -> P
     raise _not_found(dataset, root / names[0], how)
 
 
-def _image_files(name: str, root: Path, download: bool) -> tuple[Path, Path, list[str]]:
-    """Train folder, test folder and class names of Imagenette or an ImageFolder tree."""
+def _image_files(name: str, root: Path, download: bool) -> tuple[Path, Path, list[str], list[str]]:
+    """Train folder, test folder, class folders and class names of Imagenette or an ImageFolder tree."""
     if name == "imagenette":
         if download:
             datasets.Imagenette(root, split="train", size="full", download=True)
@@ -205,11 +226,12 @@ def _image_files(name: str, root: Path, download: bool) -> tuple[Path, Path, lis
         train_dir = _folder_split(root / IMAGENETTE_DIR, ["train"], "Imagenette", how)
         test_dir = _folder_split(root / IMAGENETTE_DIR, ["val"], "Imagenette", how)
         wnids = datasets.folder.find_classes(str(train_dir))[0]
-        return train_dir, test_dir, [datasets.Imagenette._WNID_TO_CLASS[w][0] for w in wnids]
+        return train_dir, test_dir, wnids, [datasets.Imagenette._WNID_TO_CLASS[w][0] for w in wnids]
     how = "An ImageFolder tree needs <root>/train/<class>/<image> and <root>/val/... (or test/)."
     train_dir = _folder_split(root, ["train"], "ImageFolder dataset", how)
     test_dir = _folder_split(root, ["val", "test"], "ImageFolder dataset", how)
-    return train_dir, test_dir, datasets.folder.find_classes(str(train_dir))[0]
+    folders = datasets.folder.find_classes(str(train_dir))[0]
+    return train_dir, test_dir, folders, folders
 
 
 def _folder_mean_std(train_dir: Path, image_size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -271,11 +293,10 @@ def load_data(
     else:
         image_size = image_size or NATIVE_SIZE[name]
         resize, channels = round(image_size * 256 / 224), 3
-        train_dir, test_dir, classes = _image_files(name, root, download)
+        train_dir, test_dir, folders, classes = _image_files(name, root, download)
         if mean is None or std is None:
             mean, std = STATS.get(name) or _folder_mean_std(train_dir, image_size)
-        train = datasets.ImageFolder(str(train_dir), transform=train_transform(image_size, mean, std))
-        test_tf = eval_transform(image_size, mean, std, resize=resize)
-        test = datasets.ImageFolder(str(test_dir), transform=test_tf)
+        train = ClassFolder(train_dir, folders, transform=train_transform(image_size, mean, std))
+        test = ClassFolder(test_dir, folders, transform=eval_transform(image_size, mean, std, resize=resize))
     return Data(name, list(classes), tuple(mean), tuple(std), image_size, resize, channels,
                 _take(train, subset), _take(test, subset))

@@ -16,11 +16,13 @@ or NaN stops the run with :class:`NonFiniteLossError` before anything is saved.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,48 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
+
+
+def lr_range_test(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer, *,
+    lr_min: float = 1e-5, lr_max: float = 10.0, steps: int = 100, stop_factor: float = 4.0,
+    smoothing: float = 0.9, **step_kwargs: Any,
+) -> dict[str, list[float]]:
+    """The learning-rate range test (Smith, 2017): one step per rate, the rate growing exponentially.
+
+    Step ``i`` trains at ``lr_min * (lr_max / lr_min) ** (i / (steps - 1))`` and records the loss and its
+    exponential average (``smoothing``, bias-corrected). It stops early once the average exceeds
+    ``stop_factor`` times its lowest value or is not finite. ``batches`` (a loader) is read again when it
+    runs out; ``step_kwargs`` go to :func:`train_step`. Model and optimizer train in place: pass fresh ones.
+    """
+    model.train()
+    record: dict[str, list[float]] = {"lr": [], "loss": [], "smoothed": []}
+    average, best, stream = 0.0, math.inf, _forever(batches)
+    for i in range(steps):
+        lr = set_lr(optimizer, lr_min * (lr_max / lr_min) ** (i / max(1, steps - 1)))
+        x, y = next(stream)
+        loss = train_step(model, x, y, optimizer, **step_kwargs)[0].item()
+        average = smoothing * average + (1 - smoothing) * loss
+        smoothed = average / (1 - smoothing ** (i + 1))
+        for key, value in zip(record, (lr, loss, smoothed), strict=True):
+            record[key].append(value)
+        best = min(best, smoothed)
+        if not math.isfinite(smoothed) or smoothed > stop_factor * best:
+            break
+    return record
+
+
+def _forever(batches: Iterable[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
+    """The batches again and again (a new epoch each time, for loaders with ``set_epoch``)."""
+    for epoch in itertools.count():
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(epoch)
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("lr_range_test: the batches ran out (pass a loader or a list, not an iterator)")
 
 
 # --------------------------------------------------------------------------- pieces

@@ -21,10 +21,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
-from torchvision import datasets
 from torchvision.transforms import v2 as T
 
-from .data import PAD, Data, TensorImages, eval_transform
+from .data import PAD, ClassFolder, Data, TensorImages, eval_transform
 from .device import seed_for
 
 
@@ -228,7 +227,7 @@ def make_loader(
 
 
 def _with_transform(dataset: Dataset, transform: T.Compose) -> Dataset:
-    """A copy of an ImageFolder (or a Subset of one) whose images go through ``transform``."""
+    """A copy of a ClassFolder (or a Subset of one) whose images go through ``transform``."""
     if isinstance(dataset, Subset):
         return Subset(_with_transform(dataset.dataset, transform), dataset.indices)
-    return datasets.ImageFolder(dataset.root, transform=transform)
+    return ClassFolder(dataset.root, dataset.given, transform=transform)

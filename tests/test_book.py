@@ -31,7 +31,7 @@ def test_toc_and_notebooks_agree():
     notebooks = {p for p in (ROOT / "book").rglob("*.ipynb") if "_build" not in p.parts
                  and ".ipynb_checkpoints" not in p.parts}
     assert notebooks - listed == set(), "notebooks missing from _toc.yml"
-    assert len(CHAPTERS) == 10
+    assert len(CHAPTERS) == 11
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)

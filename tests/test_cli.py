@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from conftest import FOLDER_CLASSES
 from PIL import Image
 
 from googlenet import evaluate, load_model, predict, reference_checkpoint, train
@@ -43,6 +44,7 @@ def test_train_evaluate_predict_end_to_end(image_folder, tmp_path):
     lines = run("googlenet.predict", str(image), "--checkpoint", str(out / "checkpoint.pt")).splitlines()
     assert lines[0] == str(image) and len(lines) == 4  # the image, then its top 3 of 3 classes
     assert {line.split()[1] for line in lines[1:]} == {"circle", "square", "stripes"}
+    assert load_model(out / "checkpoint.pt")[1]["classes"] == list(FOLDER_CLASSES)  # folder names
 
 
 @pytest.mark.parametrize("module, words", [

@@ -106,6 +106,18 @@ def test_image_folder_statistics_are_computed_from_its_images(image_folder):
     assert all(0.1 < m < 0.9 for m in data.mean) and all(0.05 < s < 0.5 for s in data.std)
 
 
+def test_every_split_of_a_folder_tree_numbers_the_classes_as_the_training_split(tmp_path):
+    make_image_folder(tmp_path, {"train": 2})
+    make_image_folder(tmp_path, {"val": 1}, classes=FOLDER_CLASSES[1:])  # no circle to validate on
+    data = load_data("folder", tmp_path, image_size=32)
+    assert data.classes == list(FOLDER_CLASSES)
+    assert [data.test.classes[y] for _, y in data.test.samples] == ["square", "stripes"]
+    assert {data.train.classes[y] for _, y in data.train.samples} == set(FOLDER_CLASSES)
+    make_image_folder(tmp_path, {"val": 1}, classes=("triangle",))
+    with pytest.raises(ValueError, match="lacks: triangle"):
+        load_data("folder", tmp_path, image_size=32)
+
+
 def test_augment_batch_crops_and_flips_windows_of_the_padded_image():
     images = torch.randint(0, 256, (16, 2, 6, 5), dtype=torch.uint8)
     out = augment_batch(images, pad=2, generator=torch.Generator().manual_seed(0))
