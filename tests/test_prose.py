@@ -54,7 +54,8 @@ def mismatches(notebook: dict) -> list[str]:
                 problems.append(f"cell {i}: {key!r} is referenced but no cell glues it")
             else:
                 text = values[key][0]
-                whole = before.endswith(text) and not re.search(r"[\d.,]\Z", before[: len(before) - len(text)])
+                rest = before[: len(before) - len(text)]
+                whole = before.endswith(text) and not re.search(r"[\d.,]\Z", rest)
                 if not whole:
                     problems.append(f"cell {i}: {key!r} is {text!r} but the prose says {before[-20:]!r}")
     return problems
