@@ -8,16 +8,32 @@ ImageNet's colour covariance, then squashed into [0, 1] by a sigmoid. Each step 
 draws random transformations (:func:`transform`: pad, jitter, scale, rotate, jitter), so that only
 patterns that survive them grow. Objectives (:func:`channel`, :func:`neuron`, :func:`direction`,
 :func:`diversity`) are scores to maximise; they add and scale like numbers.
+
+The command line renders sheets: for each layer, the channels most selective for one class on
+training images, their visualisations, and their strongest test images::
+
+    python -m googlenet.visualize --out book/results/inside
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .checkpoint import load_model, reference_checkpoint
+from .cli import Parser, checked, command_line, run_main
+from .config import AT_LEAST_1
+from .data import load_data
+from .device import pick_device
+from .features import capture, inception_names
+from .loaders import make_loader
 
 # Lucid's square root of ImageNet's colour correlation matrix (from its SVD), columns normalised by
 # the largest column norm: multiplying decorrelated parameters by it gives correlated RGB.
@@ -92,6 +108,11 @@ class Objective:
 
     def __add__(self, other: Objective) -> Objective:
         return Objective(lambda a: self(a) + other(a), self.layers | other.layers)
+
+    def __radd__(self, other: int) -> Objective:  # so that sum(objectives) works
+        if other != 0:
+            return NotImplemented
+        return self
 
     def __mul__(self, k: float) -> Objective:
         return Objective(lambda a: k * self(a), self.layers)
@@ -176,11 +197,12 @@ def render(model: nn.Module, objective: Objective, *, batch: int = 1, size: int 
     :func:`transform` at every step; ``fourier`` and ``decorrelate`` choose :class:`ImageParam`.
     """
     generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     channels = channels or len(mean)
     image = ImageParam(batch, channels, size, fourier=fourier, decorrelate=decorrelate,
-                       generator=generator)
+                       generator=generator).to(device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
-    m, s = (torch.tensor(v).view(1, -1, 1, 1) for v in (mean, std))
+    m, s = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
     was_training = model.training
     model.eval()
     try:
@@ -194,3 +216,122 @@ def render(model: nn.Module, objective: Objective, *, batch: int = 1, size: int 
         model.train(was_training)
     with torch.no_grad():
         return image()
+
+
+# --------------------------------------------------------------------------- sheets of channels
+SHEET_LAYERS = ("conv1", "conv2", "conv3")  # then every Inception module
+
+
+def class_means(means: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Mean of each channel (columns) of per-image channel means over each class's images (rows)."""
+    return torch.stack([means[labels == c].mean(0) for c in range(num_classes)])
+
+
+def selectivity(means: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Per channel: (preferred class's mean - mean of the others) / their sum, from 0 to 1."""
+    per_class = class_means(means, labels, num_classes)
+    top = per_class.max(0).values
+    rest = (per_class.sum(0) - top) / (num_classes - 1)
+    return (top - rest) / (top + rest).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def channel_means(model: nn.Module, images: Tensor, layers: Sequence[str], batch_size: int = 250
+                  ) -> dict[str, Tensor]:
+    """Each image's mean activation of every channel of each layer: {layer: (N, C)}."""
+    parts: dict[str, list[Tensor]] = {layer: [] for layer in layers}
+    for x in images.split(batch_size):
+        for layer, out in capture(model, x, list(layers)).items():
+            parts[layer].append(out.mean(dim=(2, 3)).cpu())
+    return {layer: torch.cat(v) for layer, v in parts.items()}
+
+
+def _split(data, split: str, n: int, device) -> tuple[Tensor, Tensor]:
+    """``n`` images of a split, prepared as for the model (training images: a seeded sample, not
+    augmented), and their labels."""
+    loader = make_loader(data, split, n, device, augment=False)
+    x, y = next(iter(loader))
+    return x.to(device), y.cpu()
+
+
+def _draw_sheet(layer: str, renders: Tensor, tops: Tensor, channels: list[int], path: Path) -> None:
+    """One layer's sheet: a column per channel, its visualisation above its strongest test images."""
+    import matplotlib.pyplot as plt
+
+    rows = 1 + tops.shape[1]
+    fig, axes = plt.subplots(rows, len(channels), figsize=(0.9 * len(channels), 0.9 * rows + 0.3),
+                             squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.05})
+    for j, c in enumerate(channels):
+        axes[0, j].imshow(renders[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
+        axes[0, j].set_title(str(c), fontsize=7)
+        for i in range(tops.shape[1]):
+            axes[1 + i, j].imshow(tops[j, i, 0].cpu(), cmap="gray_r")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("visualised", fontsize=7)
+    axes[1, 0].set_ylabel("top test", fontsize=7)
+    fig.suptitle(layer, fontsize=8, y=0.995)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Render a sheet per layer (conv1-conv3, every Inception module) and a JSON of its numbers."""
+    parser = Parser(prog="python -m googlenet.visualize",
+                    description="Feature visualisations of a trained GoogLeNet, one sheet per layer: the "
+                                "channels most class-selective on training images, each rendered by "
+                                "optimisation above its strongest test images.")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a checkpoint (default: the book's 96-px Fashion-MNIST reference network)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the sheets and sheets.json")
+    parser.add_argument("--channels", type=checked(int, AT_LEAST_1), default=6,
+                        help="channels per layer (default: 6)")
+    parser.add_argument("--steps", type=checked(int, AT_LEAST_1), default=256,
+                        help="optimisation steps per render (default: 256)")
+    parser.add_argument("--images", type=checked(int, AT_LEAST_1), default=2000,
+                        help="training images that choose the channels, and test images ranked "
+                             "(default: 2000)")
+    parser.add_argument("--top", type=checked(int, AT_LEAST_1), default=4,
+                        help="strongest test images shown per channel (default: 4)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (default)")
+    args = parser.parse_args(argv)
+
+    device = pick_device(args.device)
+    model, meta = load_model(args.checkpoint or reference_checkpoint("fashion_mnist_96"), map_location=device)
+    data = load_data(meta["dataset"], image_size=meta["image_size"], mean=meta["mean"], std=meta["std"])
+    layers = [*SHEET_LAYERS, *inception_names(model)]
+    n_classes = len(meta["classes"])
+    train_x, train_y = _split(data, "train", args.images, device)
+    test_x, _ = _split(data, "test", args.images, device)
+    chosen_on = channel_means(model, train_x, layers)
+    ranked_on = channel_means(model, test_x, layers)
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {"command": command_line("googlenet.visualize", sys.argv[1:] if argv is None else argv),
+              "steps": args.steps, "images": args.images, "layers": {}}
+    for layer in layers:
+        channels = selectivity(chosen_on[layer], train_y, n_classes).topk(args.channels).indices.tolist()
+        objective = sum(channel(layer, c, batch=i) for i, c in enumerate(channels))
+        renders = render(model, objective, batch=len(channels), size=meta["image_size"],
+                         mean=meta["mean"], std=meta["std"], steps=args.steps)
+        m, s = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (meta["mean"], meta["std"]))
+        with torch.no_grad():
+            reached = activations(model, (renders - m) / s, {layer})[layer].mean(dim=(2, 3))
+        best = ranked_on[layer][:, channels].topk(args.top, dim=0)
+        tops = test_x[best.indices.T.to(device)] * s + m  # back to [0, 1]
+        _draw_sheet(layer, renders, tops, channels, args.out / f"{layer}.png")
+        record["layers"][layer] = {
+            "channels": channels,
+            "visualisation": [reached[i, c].item() for i, c in enumerate(channels)],
+            "best_test_image": best.values[0].tolist(),
+        }
+        print(f"{layer}: channels {channels}, visualisation / best test image "
+              + " ".join(f"{v / t:.1f}" for v, t in zip(record["layers"][layer]["visualisation"],
+                                                       record["layers"][layer]["best_test_image"],
+                                                       strict=True)), flush=True)
+    (args.out / "sheets.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+if __name__ == "__main__":
+    run_main(main)

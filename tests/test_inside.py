@@ -107,6 +107,8 @@ def test_objectives_signs_and_shapes():
     combined = V.channel("l", 0) - 2 * V.channel("l", 1)
     torch.testing.assert_close(combined(a), a["l"][:, 0].mean() - 2 * a["l"][:, 1].mean())
     assert combined.layers == {"l"}
+    torch.testing.assert_close(sum(V.channel("l", c, batch=c) for c in range(3))(a),
+                               sum(a["l"][c, c].mean() for c in range(3)))
     same = {"l": a["l"][:1].expand(3, -1, -1, -1)}
     torch.testing.assert_close(V.diversity("l")(same), torch.tensor(-1.0))
     assert V.diversity("l")(a) > V.diversity("l")(same)  # different images: less alike
