@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+import torchvision
 from captum.attr import IntegratedGradients, LayerGradCam, Occlusion
 
 import googlenet
@@ -140,3 +144,33 @@ def test_a_channel_visualisation_excites_its_channel_more_than_test_images(one_t
     with torch.no_grad():
         act = V.activations(model, x, {layer})[layer][:, c].mean(dim=(1, 2))
     assert act[0] > act[1:].max(), (act[0], act[1:].max())
+
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+
+
+def test_the_chapters_imagenet_section_runs_offline_on_a_planted_file(tmp_path, monkeypatch, one_thread):
+    """Random torchvision weights where torch's hub cache expects the ImageNet file: the chapter's
+    ImageNet cells run to the end, and take the file for what it is (not the genuine one)."""
+    torch.manual_seed(0)
+    planted = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    url = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.url
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(planted.state_dict(), checkpoints / Path(url).name)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.chdir(BOOK)
+    monkeypatch.syspath_prepend(str(BOOK))
+    cells = json.loads((BOOK / "06_looking_inside.ipynb").read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    imagenet = ["".join(c["source"]) for c in cells if "imagenet" in c["metadata"].get("tags", [])]
+    assert len(imagenet) == 3
+    namespace: dict = {}
+    exec(code[1], namespace)  # the chapter's set-up: imports, the setting, the device
+    namespace["STEPS"] = 2
+    for source in imagenet:
+        exec(source, namespace)
+    namespace["plt"].close("all")
+    assert namespace["imagenet"] is not None and namespace["GENUINE"] is False
+    assert namespace["colour"].shape == (4, 3, 128, 128)
+    assert namespace["cams"].shape == (4, 224, 224)
