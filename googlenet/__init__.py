@@ -2,10 +2,11 @@
 
 Layers, each importing only from those above it: ``architecture`` (Table 1 as data), ``model``;
 ``device``; then ``compat``, ``table``, ``receptive``, ``features``, ``optimize``, ``checkpoint``,
-``data`` (datasets), ``metrics``, ``plots``; then ``loaders``; then ``config`` and ``provenance``;
+``data`` (datasets), ``metrics``, ``plots``; then ``loaders`` and ``attribution`` (Grad-CAM,
+integrated gradients, occlusion, branch ablation); then ``config`` and ``provenance``;
 then ``engine`` (the training loop, ``googlenet.engine.train``); then the command lines ``cli``,
-``train``, ``evaluate``, ``predict`` and the benchmark ``bench``; last ``gpu_report``, every GPU
-figure in one command.
+``train``, ``evaluate``, ``predict``, the benchmark ``bench`` and ``visualize`` (feature
+visualisation and its sheets); last ``gpu_report``, every GPU figure in one command.
 """
 
 from .architecture import PAPER_TABLE1, Row
