@@ -2,11 +2,16 @@
 
 Layers, each importing only from those above it: ``architecture`` (Table 1 as data), ``model``;
 ``device``; then ``compat``, ``table``, ``receptive``, ``features``, ``optimize``, ``checkpoint``,
+<<<<<<< HEAD
 ``data`` (datasets), ``metrics``, ``plots``; then ``loaders`` and ``weights`` (the builder
 :func:`googlenet` and :class:`GoogLeNet_Weights`, as torchvision's); then ``config`` and ``provenance``;
+=======
+``data`` (datasets), ``metrics``, ``plots``; then ``loaders`` and ``attribution`` (Grad-CAM,
+integrated gradients, occlusion, branch ablation); then ``config`` and ``provenance``;
+>>>>>>> wt19
 then ``engine`` (the training loop, ``googlenet.engine.train``); then the command lines ``cli``,
-``train``, ``evaluate``, ``predict`` and the benchmark ``bench``; last ``gpu_report``, every GPU
-figure in one command.
+``train``, ``evaluate``, ``predict``, the benchmark ``bench`` and ``visualize`` (feature
+visualisation and its sheets); last ``gpu_report``, every GPU figure in one command.
 """
 
 from .architecture import PAPER_TABLE1, Row

@@ -14,11 +14,11 @@ LAYERS = [
     ["model"],
     ["device"],
     ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "metrics", "plots"],
-    ["loaders", "weights"],
+    ["loaders", "weights", "attribution"],
     ["config", "provenance"],
     ["engine"],
     ["cli"],
-    ["train", "evaluate", "predict", "bench"],
+    ["train", "evaluate", "predict", "bench", "visualize"],
     ["gpu_report"],
 ]
 
