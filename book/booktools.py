@@ -74,7 +74,7 @@ QUICK_CPU_SECONDS = 120  # the book's policy: a CPU reader waits about two minut
 
 
 def fashion_mnist_config(device: str = "auto", *, verbose: bool = True, **overrides: Any) -> TrainConfig:
-    """Chapters 8 and 9's Fashion-MNIST run: a quick setting on a CPU, the full one on a GPU; says which.
+    """Chapters 7 and 8's Fashion-MNIST run: a quick setting on a CPU, the full one on a GPU; says which.
 
     CPU: at most 2 epochs and :data:`QUICK_CPU_SECONDS` of training (the one-cycle schedule runs on
     the clock, so it always finishes its annealing), channels_last, bf16 where the CPU has it.
@@ -100,7 +100,7 @@ def fashion_mnist_config(device: str = "auto", *, verbose: bool = True, **overri
 
 
 # --------------------------------------------------------------------------- ablation runs
-# Chapters 5 and 8 compare training runs committed under results/ablation/<config>_seed<k>/.
+# Chapters 5 and 7 compare training runs committed under results/ablation/<config>_seed<k>/.
 
 ABLATION = Path("results") / "ablation"
 
@@ -203,7 +203,7 @@ def plot_ablation(runs: dict[str, list[dict]], axes: Sequence[Axes] | None = Non
 
 
 # --------------------------------------------------------------------------- benchmark results
-# Chapter 10 reads the benchmark's JSON files (python -m googlenet.bench --json ...) from results/.
+# Chapter 11 reads the benchmark's JSON files (python -m googlenet.bench --json ...) from results/.
 
 BENCH_KEYS = {"command", "date", "commit", "machine", "versions", "config", "results", "skipped"}
 

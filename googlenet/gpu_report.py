@@ -20,7 +20,7 @@ share the GPU at the same time), under 9 minutes with the start-up:
   the time to 94% comes from the per-epoch history.
 - ``reference_96`` (210 s, 158 s of training): the 96 px ImageNet-stem reference configuration
   (``book/results/fashion_mnist_96``) with ``--epochs 30``.
-- ``ablation`` (210 s, 158 s of training each, beside ``reference_96``): chapters 5 and 8's
+- ``ablation`` (210 s, 158 s of training each, beside ``reference_96``): chapters 5 and 7's
   ablation, auxiliary heads on and off for both variants and the paper's recipe, 3 seeds each:
   15 runs of ``python -m googlenet.train`` in parallel, each with ``--epochs 30``.
 

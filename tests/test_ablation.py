@@ -1,4 +1,4 @@
-"""The committed ablation runs (book/results/ablation/<config>_seed<k>/, chapters 5 and 8): every run
+"""The committed ablation runs (book/results/ablation/<config>_seed<k>/, chapters 5 and 7): every run
 records where it came from, all had the same time budget, and each configuration has at least two seeds."""
 
 from __future__ import annotations

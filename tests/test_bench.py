@@ -20,7 +20,7 @@ from googlenet import bench, provenance
 matplotlib.use("Agg")
 RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 sys.path.insert(0, str(RESULTS.parent))
-import booktools  # noqa: E402  (chapter 10 reads the results with the book's own helpers)
+import booktools  # noqa: E402  (chapter 11 reads the results with the book's own helpers)
 
 TINY = ["--sizes", "32", "--batch-size", "2", "--settings", "fp32", "--repetitions", "2", "--warmup", "1",
         "--num-classes", "10", "--device", "cpu"]

@@ -8,7 +8,7 @@ a local clone of this repository, so the cell's ``git clone`` and ``pip install`
 clone holds what is *committed*: uncommitted edits are not part of the test.
 
 A chapter is copied alone into an empty folder and cut down to the cells that matter here (executing all
-of chapter 10 takes minutes): the set-up cell, run twice, the chapter's import cell and its cells that
+of chapter 11 takes minutes): the set-up cell, run twice, the chapter's import cell and its cells that
 read committed results (``Path("results")``), then a probe that reports where the package was imported
 from.
 """
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book"))
 import colab  # noqa: E402  (book/colab.py: the one source of the Colab cell)
 
-CHAPTER = ROOT / "book" / "10_performance.ipynb"
+CHAPTER = ROOT / "book" / "11_performance.ipynb"
 PROBE = """import json, os, sys
 import googlenet
 references = {{name: str(googlenet.reference_checkpoint(name)) for name in {names!r}}}
@@ -107,7 +107,7 @@ def test_the_runtime_has_the_libraries_and_colab_but_not_this_package(colab_runt
 
 
 def _colab_notebook(references: list[str]) -> dict:
-    """Chapter 10 cut down: the set-up cell twice, the imports, the cells that read results/, a probe."""
+    """Chapter 11 cut down: the set-up cell twice, the imports, the cells that read results/, a probe."""
     nb = json.loads(CHAPTER.read_text())
     code = [cell for cell in nb["cells"] if cell["cell_type"] == "code"
             and not "".join(cell["source"]).startswith(colab.MARKER)]

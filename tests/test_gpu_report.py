@@ -15,7 +15,7 @@ from googlenet import GoogLeNet, bench, gpu_report, provenance, table1
 from googlenet.cli import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book"))
-import booktools  # noqa: E402  (chapters 8-10 read the report's files with the book's helpers)
+import booktools  # noqa: E402  (chapters 7, 8 and 11 read the report's files with the book's helpers)
 
 ENVELOPE = {"part", "command", "date", "commit", "machine", "versions", "dry_run", "budget_s", "wall_s",
             "error"}
@@ -101,7 +101,7 @@ def test_training_parts_record_their_runs(report):
     assert [r["name"] for r in ablation["runs"]] == [f"ablation/{c}_seed0" for c in gpu_report.ABLATION]
     assert ablation["summary"].keys() == gpu_report.ABLATION.keys()
     assert all(finite(s["mean_test_acc"]) and s["seeds"] == 1 for s in ablation["summary"].values())
-    runs = booktools.ablation_runs(list(gpu_report.ABLATION), root=out / "ablation")  # as chapters 5, 8 read
+    runs = booktools.ablation_runs(list(gpu_report.ABLATION), root=out / "ablation")  # as chapters 5, 7 read
     assert all(len(seeds) == 1 and seeds[0]["config"]["subset"] == 64 for seeds in runs.values())
 
 

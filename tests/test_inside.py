@@ -161,7 +161,7 @@ def test_the_chapters_imagenet_section_runs_offline_on_a_planted_file(tmp_path, 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.chdir(BOOK)
     monkeypatch.syspath_prepend(str(BOOK))
-    cells = json.loads((BOOK / "06_looking_inside.ipynb").read_text())["cells"]
+    cells = json.loads((BOOK / "09_looking_inside.ipynb").read_text())["cells"]
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     imagenet = ["".join(c["source"]) for c in cells if "imagenet" in c["metadata"].get("tags", [])]
     assert len(imagenet) == 3
