@@ -149,6 +149,7 @@ def test_a_channel_visualisation_excites_its_channel_more_than_test_images(one_t
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
 
+@pytest.mark.notebooks  # runs the chapter's cells with the book's libraries (not in the oldest run)
 def test_the_chapters_imagenet_section_runs_offline_on_a_planted_file(tmp_path, monkeypatch, one_thread):
     """Random torchvision weights where torch's hub cache expects the ImageNet file: the chapter's
     ImageNet cells run to the end, and take the file for what it is (not the genuine one)."""
