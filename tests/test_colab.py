@@ -82,6 +82,16 @@ def colab_runtime(tmp_path_factory: pytest.TempPathFactory, origin: Path) -> tup
     return python, env
 
 
+def _execute(python: Path, env: dict[str, str], notebook: Path) -> list[str]:
+    """Run a notebook in its folder as the runtime's Jupyter would; return each output's text."""
+    done = subprocess.run([python, "-m", "nbconvert", "--to", "notebook", "--execute",
+                           "--ExecutePreprocessor.timeout=300", "--output", "executed.ipynb", notebook.name],
+                          cwd=notebook.parent, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = json.loads((notebook.parent / "executed.ipynb").read_text())["cells"]
+    return ["".join(out.get("text", "")) for cell in cells for out in cell["outputs"]]
+
+
 @pytest.fixture(scope="module")
 def plain_runtime(colab_runtime) -> tuple[Path, dict[str, str]]:
     """The same Python and environment without Colab's module: a Jupyter on a reader's computer."""
@@ -130,13 +140,7 @@ def test_a_chapter_runs_in_colab_against_a_clone_of_the_repository(colab_runtime
     committed = [Path(f) for f in _git("ls-files", "book/results", cwd=origin).split()]
     references = sorted(f.parent.name for f in committed if f.name == "model.pt")
     (workdir / CHAPTER.name).write_text(json.dumps(_colab_notebook(references), indent=1))
-    done = subprocess.run([python, "-m", "nbconvert", "--to", "notebook", "--execute",
-                           "--ExecutePreprocessor.timeout=300", "--output", "executed.ipynb", CHAPTER.name],
-                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    cells = json.loads((workdir / "executed.ipynb").read_text())["cells"]
-    text = ["".join(out.get("text", "")) for cell in cells for out in cell["outputs"]]
+    text = _execute(python, env, workdir / CHAPTER.name)
     probe = json.loads(text[-1])
     clone = Path(env["HOME"]) / colab.CLONE_NAME
     assert probe["executable"] == str(python)
@@ -159,12 +163,7 @@ def test_every_chapters_imports_work_in_a_chapter_downloaded_alone(plain_runtime
              _code(PROBE.format(names=["fashion_mnist_small"]))]
     nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 4}
     (workdir / "alone.ipynb").write_text(json.dumps(nb, indent=1))
-    done = subprocess.run([python, "-m", "nbconvert", "--to", "notebook", "--execute",
-                           "--ExecutePreprocessor.timeout=300", "--output", "executed.ipynb", "alone.ipynb"],
-                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    cells = json.loads((workdir / "executed.ipynb").read_text())["cells"]
-    text = ["".join(out.get("text", "")) for cell in cells for out in cell["outputs"]]
+    text = _execute(python, env, workdir / "alone.ipynb")
     probe = json.loads(text[-1])
     clone = Path(env["HOME"]) / colab.CLONE_NAME
     assert probe["cwd"] == str(clone / "book") and Path(probe["package"]).is_relative_to(clone)
