@@ -6,12 +6,15 @@ chapter's folder as the working directory, locally, in the book build, under nbv
 
 import json
 import math
+import os
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import torch
 import torchinfo
 from matplotlib.axes import Axes
 from torch import nn
@@ -69,32 +72,100 @@ def glue(key: str, text: str) -> None:
     display({GLUE_PREFIX + mime: value for mime, value in bundle.items()}, raw=True, metadata=metadata)
 
 
-# --------------------------------------------------------------------------- the training chapters' run
-QUICK_CPU_SECONDS = 120  # the book's policy: a CPU reader waits about two minutes per training run
+# --------------------------------------------------------------------------- the book's setting
+# Every size a chapter computes with (epochs, seconds, images, optimisation steps) is one field of
+# Sizes, and the setting picks one Sizes for the whole book: quick on a CPU (minutes per chapter),
+# full on a GPU. GOOGLENET_BOOK_SETTING=quick|full overrides the choice in either direction;
+# GOOGLENET_BOOK_TRAIN_SECONDS caps chapter 7's training clock (a rehearsal of the full setting).
+SETTING_VARIABLE = "GOOGLENET_BOOK_SETTING"
+TRAIN_SECONDS_VARIABLE = "GOOGLENET_BOOK_TRAIN_SECONDS"
+TEST_IMAGES = 10_000  # Fashion-MNIST's test split, the pool the samples below are drawn from
+SHOWN_CLASSES = 10  # chapter 9 shows `per_class` test images of each of Fashion-MNIST's classes
 
 
-def fashion_mnist_config(device: str = "auto", *, verbose: bool = True, **overrides: Any) -> TrainConfig:
-    """Chapters 7 and 8's Fashion-MNIST run: a quick setting on a CPU, the full one on a GPU; says which.
+@dataclass(frozen=True)
+class Sizes:
+    """How much each chapter computes in one setting."""
 
-    CPU: at most 2 epochs and :data:`QUICK_CPU_SECONDS` of training (the one-cycle schedule runs on
-    the clock, so it always finishes its annealing), channels_last, bf16 where the CPU has it.
-    GPU: 30 epochs with the device's mixed precision and batch size, and an EMA of the weights.
-    With ``verbose``, prints the setting and every decision taken from the device, with its reason.
-    """
+    train_epochs: int  # chapter 7's Fashion-MNIST run
+    train_seconds: int | None  # its clock limit (None: the whole schedule)
+    multiview_images: int  # chapter 8: test images of the multi-view comparison
+    eval_96_images: int  # chapter 8: test images the 96-px network is re-evaluated on
+    per_class: int  # chapter 9: test images per class shown to the network (and training images)
+    render_steps: int  # chapter 9: optimisation steps of a feature visualisation
+    ablation_images: int  # chapter 9: test images of the branch-ablation table
+    share_images: int  # chapter 9: of the shown test images, those the branch shares use
+    ig_steps: int  # chapter 9: integrated-gradients steps
+    folder_epochs: int  # chapter 10: epochs of the image-folder run
+    range_steps: int  # chapter 10: steps of the learning-rate range test
+    bench_repetitions: int  # chapter 11: alternating rounds of the benchmark
+
+
+QUICK = Sizes(train_epochs=2, train_seconds=120, multiview_images=1_000, eval_96_images=1_000,
+              per_class=50, render_steps=64, ablation_images=250, share_images=200, ig_steps=32,
+              folder_epochs=2, range_steps=30, bench_repetitions=5)
+FULL = Sizes(train_epochs=30, train_seconds=None, multiview_images=TEST_IMAGES,
+             eval_96_images=TEST_IMAGES, per_class=50, render_steps=512, ablation_images=TEST_IMAGES,
+             share_images=500, ig_steps=128, folder_epochs=5, range_steps=60, bench_repetitions=15)
+SIZES = {"quick": QUICK, "full": FULL}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The book's setting: its name, why it was chosen, the device, and the sizes."""
+
+    name: str
+    why: str
+    device: torch.device
+    sizes: Sizes
+
+    @property
+    def full(self) -> bool:
+        return self.name == "full"
+
+    def __str__(self) -> str:
+        return f"Setting: {self.name} ({self.why}); device {self.device}."
+
+
+def book_setting(device: str = "auto") -> Setting:
+    """Quick on a CPU, full on a GPU, unless ``GOOGLENET_BOOK_SETTING`` says otherwise."""
     dev = pick_device(device)
-    plan = device_plan(dev)
-    settings = {"dataset": "fashion_mnist", "channels_last": True, "device": str(dev), "amp": plan.amp}
-    if dev.type == "cpu":
-        settings.update(epochs=2, time_limit=QUICK_CPU_SECONDS)
-        why = (f"No GPU: quick CPU setting, at most 2 epochs and {QUICK_CPU_SECONDS} s of "
-               f"training{' in bf16' if plan.amp == 'bf16' else ' in float32'}; a GPU runs the full "
-               "30 epochs.")
+    asked = os.environ.get(SETTING_VARIABLE, "").strip().lower()
+    if asked and asked not in SIZES:
+        raise ValueError(f"{SETTING_VARIABLE}={asked!r}: expected one of {', '.join(SIZES)}")
+    if asked:
+        name, why = asked, f"{SETTING_VARIABLE}={asked}"
+    elif dev.type == "cpu":
+        name, why = "quick", f"no GPU; {SETTING_VARIABLE}=full runs the full setting here, slowly"
     else:
-        lr = 0.1 * plan.batch_size / 128  # the recipe's 0.1 at batch 128, scaled linearly
-        settings.update(epochs=30, batch_size=plan.batch_size, lr=lr, average="ema")
-        why = f"GPU found ({dev.type}): full setting, 30 epochs with EMA."
+        name, why = "full", f"{dev.type} found; {SETTING_VARIABLE}=quick is a fast rehearsal"
+    sizes = SIZES[name]
+    if cap := os.environ.get(TRAIN_SECONDS_VARIABLE):
+        seconds = int(cap) if sizes.train_seconds is None else min(int(cap), sizes.train_seconds)
+        sizes = replace(sizes, train_seconds=seconds)
+        why += f", training capped at {seconds} s by {TRAIN_SECONDS_VARIABLE}"
+    return Setting(name, why, dev, sizes)
+
+
+def fashion_mnist_config(setting: Setting, *, verbose: bool = True, **overrides: Any) -> TrainConfig:
+    """Chapters 7 and 8's Fashion-MNIST run in the book's setting; says what it runs.
+
+    Quick: at most ``train_epochs`` epochs and ``train_seconds`` of training (the one-cycle schedule
+    runs on the clock, so it always finishes its annealing). Full: every epoch, the device's batch
+    size with the learning rate scaled linearly from the recipe's 0.1 at 128, and an EMA of the
+    weights. Both: channels_last, the device's mixed precision. With ``verbose``, prints the run and
+    every decision taken from the device, with its reason.
+    """
+    plan = device_plan(setting.device)
+    sizes = setting.sizes
+    settings = {"dataset": "fashion_mnist", "channels_last": True, "device": str(setting.device),
+                "amp": plan.amp, "epochs": sizes.train_epochs, "time_limit": sizes.train_seconds}
+    if setting.full:
+        settings.update(batch_size=plan.batch_size, lr=0.1 * plan.batch_size / 128, average="ema")
     if verbose:
-        print(why)
+        clock = f", at most {sizes.train_seconds} s" if sizes.train_seconds else ""
+        precision = "bf16" if plan.amp == "bf16" else plan.amp if plan.amp != "none" else "float32"
+        print(f"{setting.name} setting: {sizes.train_epochs} epochs{clock} of training in {precision}")
         print("\n".join("  " + line for line in plan.lines()))
     return TrainConfig(**{**settings, **overrides})
 

@@ -23,8 +23,10 @@ from torchvision.transforms import v2 as T
 DATASETS = ("fashion_mnist", "cifar10", "imagenette", "folder")
 IN_MEMORY = ("fashion_mnist", "cifar10")
 
-# Where Debian's `dataset-fashion-mnist` package installs the four gzipped idx files.
+# Where Debian's `dataset-fashion-mnist` package installs the four gzipped idx files. The variable
+# names another folder, or none when set empty (a machine without the package: the book's Colab test).
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+OFFLINE_COPY_VARIABLE = "GOOGLENET_FASHION_MNIST_COPY"
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
 )
@@ -73,11 +75,13 @@ def canonical_name(name: str) -> str:
 def ensure_fashion_mnist(root: str | Path | None = None, source: str | Path | None = None) -> Path:
     """Make ``<root>/FashionMNIST/raw`` hold the four idx files, gunzipping Debian's copies if needed.
 
-    ``source`` defaults to :data:`DEBIAN_FASHION_MNIST`. Returns the raw folder. Files that
-    ``source`` lacks stay missing (the caller then raises :class:`DatasetNotFoundError` or downloads).
+    ``source`` defaults to :func:`offline_copy`. Returns the raw folder. Files that ``source``
+    lacks stay missing (the caller then raises :class:`DatasetNotFoundError` or downloads).
     """
     raw = Path(root or default_root()) / "FashionMNIST" / "raw"
-    source = Path(source or DEBIAN_FASHION_MNIST)
+    source = Path(source) if source else offline_copy()
+    if source is None:
+        return raw
     for name in FASHION_MNIST_FILES:
         target, packed = raw / name, source / f"{name}.gz"
         if target.is_file() or not packed.is_file():
@@ -88,6 +92,15 @@ def ensure_fashion_mnist(root: str | Path | None = None, source: str | Path | No
             shutil.copyfileobj(src, dst)
         os.replace(tmp, target)  # never leave a half-written file under the real name
     return raw
+
+
+def offline_copy() -> Path | None:
+    """The folder of gzipped Fashion-MNIST files to use before any download: Debian's, unless
+    ``$GOOGLENET_FASHION_MNIST_COPY`` names another (or, set empty, none)."""
+    value = os.environ.get(OFFLINE_COPY_VARIABLE)
+    if value is None:
+        return DEBIAN_FASHION_MNIST
+    return Path(value) if value else None
 
 
 def compute_mean_std(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

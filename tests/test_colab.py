@@ -1,16 +1,19 @@
-"""The set-up cell, run as Colab runs it and as a plain Jupyter runs a chapter downloaded alone, offline.
+"""Every chapter, run as a reader runs it: in a fresh Colab runtime, or downloaded alone, offline.
 
-A throwaway environment plays the runtime: it has torch, torchvision and the other libraries (this
+A throwaway runtime for each chapter: a Python with torch, torchvision and the other libraries (this
 environment's site-packages, put on its path without running their ``.pth`` files, so the editable
-install of this package stays invisible) but not the ``googlenet`` package; for Colab, a stand-in
-``google.colab`` module is imported at start-up, as in a Colab kernel. ``GOOGLENET_BOOK_REPO`` points at
-a local clone of this repository, so the cell's ``git clone`` and ``pip install`` need no network. The
-clone holds what is *committed*: uncommitted edits are not part of the test.
+install of this package stays invisible) but not the ``googlenet`` package; an empty home; the committed
+notebook, unmodified, alone in an empty folder. For Colab a stand-in ``google.colab`` module is
+imported at start-up, as in a Colab kernel. ``GOOGLENET_BOOK_REPO`` points at a local clone of this
+repository, so the set-up cell's ``git clone`` and ``pip install`` need no network; the clone holds
+what is *committed*: uncommitted edits are not part of the test. Debian's Fashion-MNIST is out of
+reach (``GOOGLENET_FASHION_MNIST_COPY`` set empty), so the chapters fetch it with their own download
+code, which ``http_proxy`` sends to a local server standing in for torchvision's mirror
+(``tests/standin.py``; that runtime alone expects Debian's recompressed files' checksums).
 
-A chapter is copied alone into an empty folder and cut down to the cells that matter here (executing all
-of chapter 11 takes minutes): the set-up cell, run twice, the chapter's import cell and its cells that
-read committed results (``Path("results")``), then a probe that reports where the package was imported
-from.
+nbval runs each chapter in that runtime's kernel, as the README's in-clone run does: every cell, a
+stored output compared where a cell is tagged ``nbval-check-output``. The chapters run two at a time
+under ``pytest -n 2`` (each on one thread with ``OMP_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
@@ -24,17 +27,18 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import standin
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book"))
 import colab  # noqa: E402  (book/colab.py: the one source of the Colab cell)
 
-CHAPTER = ROOT / "book" / "11_performance.ipynb"
+KERNEL = "standin"
 PROBE = """import json, os, sys
 import googlenet
-references = {{name: str(googlenet.reference_checkpoint(name)) for name in {names!r}}}
-print(json.dumps({{"executable": sys.executable, "cwd": os.getcwd(), "package": googlenet.__file__,
-                  "references": references}}))"""
+print(json.dumps({"executable": sys.executable, "cwd": os.getcwd(), "package": googlenet.__file__}))"""
+# The chapters that load Fashion-MNIST, and so must have fetched it from the stand-in mirror.
+DOWNLOADING = {"06_data", "07_training", "08_evaluation", "09_looking_inside", "10_make_it_yours"}
 
 
 def _git(*args: str | Path, cwd: Path | None = None) -> str:
@@ -57,9 +61,16 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def colab_runtime(tmp_path_factory: pytest.TempPathFactory, origin: Path) -> tuple[Path, dict[str, str]]:
-    """A Python with this environment's libraries but not this package, and a Colab kernel's environment."""
-    tmp = tmp_path_factory.mktemp("colab")
+def mirror():
+    """The local stand-in for torchvision's Fashion-MNIST mirror."""
+    with standin.FashionMirror() as server:
+        yield server
+
+
+def _runtime(tmp: Path, origin: Path, mirror: standin.FashionMirror, *, colab_module: bool
+             ) -> tuple[Path, dict[str, str]]:
+    """A fresh Python with this environment's libraries but not this package, its kernel, and the
+    environment of a runtime with an empty home and no dataset on disk."""
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     python = venv / "bin" / "python"
@@ -68,18 +79,41 @@ def colab_runtime(tmp_path_factory: pytest.TempPathFactory, origin: Path) -> tup
     libraries = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
     # Directories named in a .pth file go on sys.path, but *their* .pth files are not run.
     (Path(site) / "libraries.pth").write_text("".join(f"{path}\n" for path in libraries))
-    fake = tmp / "fake_colab"
-    (fake / "google" / "colab").mkdir(parents=True)
-    (fake / "google" / "colab" / "__init__.py").write_text('"""Stands in for Colab\'s own module."""\n')
-    (fake / "sitecustomize.py").write_text("import google.colab  # as a Colab kernel has it\n")
+    kernel = tmp / "jupyter" / "kernels" / KERNEL
+    kernel.mkdir(parents=True)
+    spec = {"argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "stand-in runtime", "language": "python"}
+    (kernel / "kernel.json").write_text(json.dumps(spec))
     (tmp / "home").mkdir()
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
     # Offline: no package index, and the editable build uses this environment's setuptools
     # (pip reads PIP_NO_BUILD_ISOLATION=0 as --no-build-isolation).
-    env.update(PYTHONPATH=str(fake), HOME=str(tmp / "home"), GOOGLENET_BOOK_REPO=origin.as_uri(),
-               PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env = standin.offline_env(
+        dict(os.environ), mirror, HOME=str(tmp / "home"), JUPYTER_PATH=str(tmp / "jupyter"),
+        PYTHONPATH=str(standin.site_folder(tmp / "site", colab=colab_module)),
+        GOOGLENET_BOOK_REPO=origin.as_uri(), PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0",
+        PIP_DISABLE_PIP_VERSION_CHECK="1")
     return python, env
+
+
+@pytest.fixture
+def colab_runtime(tmp_path, origin, mirror) -> tuple[Path, dict[str, str]]:
+    """A fresh Colab-like runtime (``google.colab`` importable), offline."""
+    return _runtime(tmp_path, origin, mirror, colab_module=True)
+
+
+@pytest.fixture
+def plain_runtime(tmp_path, origin, mirror) -> tuple[Path, dict[str, str]]:
+    """The same without Colab's module: a Jupyter on a reader's computer."""
+    return _runtime(tmp_path, origin, mirror, colab_module=False)
+
+
+def _nbval(env: dict[str, str], notebook: Path) -> subprocess.CompletedProcess:
+    """nbval on a notebook in its folder, in the runtime's kernel."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-kernel-name", KERNEL,
+         "--nbval-cell-timeout", "1500", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
+         "--rootdir", str(notebook.parent), notebook.name],
+        cwd=notebook.parent, env=env, capture_output=True, text=True, timeout=3600)
 
 
 def _execute(python: Path, env: dict[str, str], notebook: Path) -> list[str]:
@@ -92,13 +126,6 @@ def _execute(python: Path, env: dict[str, str], notebook: Path) -> list[str]:
     return ["".join(out.get("text", "")) for cell in cells for out in cell["outputs"]]
 
 
-@pytest.fixture(scope="module")
-def plain_runtime(colab_runtime) -> tuple[Path, dict[str, str]]:
-    """The same Python and environment without Colab's module: a Jupyter on a reader's computer."""
-    python, env = colab_runtime
-    return python, {k: v for k, v in env.items() if k != "PYTHONPATH"}
-
-
 def _imports(chapter: Path) -> str:
     """Every import statement of a chapter's code cells, in order."""
     cells = json.loads(chapter.read_text())["cells"]
@@ -107,49 +134,49 @@ def _imports(chapter: Path) -> str:
                      if isinstance(node, ast.Import | ast.ImportFrom))
 
 
-def test_the_runtime_has_the_libraries_and_colab_but_not_this_package(colab_runtime, tmp_path):
+def test_the_runtime_has_the_libraries_and_colab_but_not_this_package_nor_the_dataset(colab_runtime,
+                                                                                        tmp_path):
     python, env = colab_runtime
     check = ("import importlib.util, sys, torch, torchvision\n"
              "assert 'google.colab' in sys.modules\n"
-             "assert importlib.util.find_spec('googlenet') is None, 'googlenet is importable'")
+             "assert importlib.util.find_spec('googlenet') is None, 'googlenet is importable'\n"
+             "from torchvision.datasets import FashionMNIST\n"
+             f"assert dict(FashionMNIST.resources) == {standin.debian_md5s()!r}\n")
     done = subprocess.run([python, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert env[standin.OFFLINE_COPY_VARIABLE] == "" and "GOOGLENET_DATA" not in env
 
 
-def _colab_notebook(references: list[str]) -> dict:
-    """Chapter 11 cut down: the set-up cell twice, the imports, the cells that read results/, a probe."""
-    nb = json.loads(CHAPTER.read_text())
-    code = [cell for cell in nb["cells"] if cell["cell_type"] == "code"
-            and not "".join(cell["source"]).startswith(colab.MARKER)]
-    reads_results = [cell for cell in code if 'Path("results")' in "".join(cell["source"])]
-    assert reads_results, f"{CHAPTER.name} no longer reads results/: pick another chapter"
-    setup = [_code(colab.cell_source()) for _ in range(2)]
-    nb["cells"] = [*setup, code[0], *reads_results, _code(PROBE.format(names=references))]
-    for cell in nb["cells"]:
-        cell.pop("id", None)
-        cell.update(outputs=[], execution_count=None)
-    nb["nbformat_minor"] = 4  # no cell ids needed
-    return nb
+def test_the_mirror_serves_what_torchvision_downloads(mirror, tmp_path):
+    """torchvision's own download code, through the proxy variable, fetches and checks the files."""
+    env = standin.offline_env(dict(os.environ), mirror,
+                              PYTHONPATH=str(standin.site_folder(tmp_path / "site", colab=False)))
+    fetch = (f"from torchvision.datasets import FashionMNIST\n"
+             f"ds = FashionMNIST({str(tmp_path / 'data')!r}, train=False, download=True)\n"
+             f"print(len(ds))")
+    done = subprocess.run([sys.executable, "-c", fetch], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "10000", done.stderr[-2000:]
+    assert any(r.startswith("http://fashion-mnist") for r in mirror.requests), mirror.requests
 
 
 @pytest.mark.notebooks
-def test_a_chapter_runs_in_colab_against_a_clone_of_the_repository(colab_runtime, origin, tmp_path):
+@pytest.mark.parametrize("chapter", colab.chapters(), ids=lambda p: p.stem)
+def test_a_chapter_runs_in_a_fresh_colab_runtime(colab_runtime, mirror, tmp_path, chapter):
     python, env = colab_runtime
     workdir = tmp_path / "content"  # Colab's working folder: the notebook, alone
     workdir.mkdir()
-    committed = [Path(f) for f in _git("ls-files", "book/results", cwd=origin).split()]
-    references = sorted(f.parent.name for f in committed if f.name == "model.pt")
-    (workdir / CHAPTER.name).write_text(json.dumps(_colab_notebook(references), indent=1))
-    text = _execute(python, env, workdir / CHAPTER.name)
-    probe = json.loads(text[-1])
+    notebook = workdir / chapter.name
+    notebook.write_bytes(_git("show", f"HEAD:book/{chapter.name}", cwd=ROOT).encode())
+    before = len(mirror.requests)
+    done = _nbval(env, notebook)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
     clone = Path(env["HOME"]) / colab.CLONE_NAME
-    assert probe["executable"] == str(python)
-    assert probe["cwd"] == str(clone / "book")
-    assert Path(probe["package"]).is_relative_to(clone), probe["package"]
-    assert sum("Working in" in t for t in text) == 2, "the set-up cell ran twice"
-    benchmarks = [f.name for f in committed if f.parent.name == "results" and f.match("[cg]pu*.json")]
-    assert benchmarks and all(f"{name}:" in "".join(text) for name in benchmarks), "results/ not found"
-    assert all(Path(path).is_relative_to(clone) for path in probe["references"].values())
+    assert (clone / "book" / "booktools.py").is_file(), "the set-up cell fetched the book"
+    fetched = (clone / "data" / "FashionMNIST" / "raw").is_dir()
+    if chapter.stem in DOWNLOADING:
+        assert fetched, "the chapter loaded Fashion-MNIST without downloading it"
+        assert len(mirror.requests) > before
+    assert not (notebook.parent / "data").exists(), "data went next to the notebook, not to the clone"
 
 
 @pytest.mark.notebooks
@@ -159,13 +186,13 @@ def test_every_chapters_imports_work_in_a_chapter_downloaded_alone(plain_runtime
     workdir = tmp_path / "Downloads"
     workdir.mkdir()
     cells = [_code(colab.cell_source()), _code(colab.cell_source()),
-             *[_code(_imports(chapter)) for chapter in colab.chapters()],
-             _code(PROBE.format(names=["fashion_mnist_small"]))]
+             *[_code(_imports(chapter)) for chapter in colab.chapters()], _code(PROBE)]
     nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 4}
     (workdir / "alone.ipynb").write_text(json.dumps(nb, indent=1))
     text = _execute(python, env, workdir / "alone.ipynb")
     probe = json.loads(text[-1])
     clone = Path(env["HOME"]) / colab.CLONE_NAME
+    assert probe["executable"] == str(python)
     assert probe["cwd"] == str(clone / "book") and Path(probe["package"]).is_relative_to(clone)
     assert sum("Working in" in t for t in text) == 1, "in the clone, the second run does nothing"
 

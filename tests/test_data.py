@@ -3,6 +3,7 @@ loaders."""
 
 from __future__ import annotations
 
+import gzip
 import pickle
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_fashion_mnist_offline_and_its_written_down_statistics(fmnist_root):
 
 
 def test_missing_datasets_say_what_where_and_how(monkeypatch, tmp_path):
-    monkeypatch.setattr(gd, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setenv(gd.OFFLINE_COPY_VARIABLE, "")  # as on a machine without Debian's package
     cases = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "imagenette": "Imagenette",
              "folder": "ImageFolder"}
     for name, title in cases.items():
@@ -50,6 +51,21 @@ def test_missing_datasets_say_what_where_and_how(monkeypatch, tmp_path):
         message = str(err.value)
         assert title in message and str(tmp_path) in message, message
         assert "download" in message or "train/" in message, message
+
+
+def test_the_offline_copy_is_debians_another_folder_or_none(monkeypatch, tmp_path):
+    monkeypatch.delenv(gd.OFFLINE_COPY_VARIABLE, raising=False)
+    assert gd.offline_copy() == gd.DEBIAN_FASHION_MNIST
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in gd.FASHION_MNIST_FILES:  # four tiny gzipped files stand in for the real ones
+        with gzip.open(copy / f"{name}.gz", "wb") as f:
+            f.write(name.encode())
+    monkeypatch.setenv(gd.OFFLINE_COPY_VARIABLE, str(copy))
+    raw = gd.ensure_fashion_mnist(tmp_path / "a")
+    assert sorted(p.read_text() for p in raw.iterdir()) == sorted(gd.FASHION_MNIST_FILES)
+    monkeypatch.setenv(gd.OFFLINE_COPY_VARIABLE, "")
+    assert gd.offline_copy() is None and not gd.ensure_fashion_mnist(tmp_path / "b").exists()
 
 
 def _write_cifar10(root: Path, per_batch: int = 2) -> None:

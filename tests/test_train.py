@@ -219,13 +219,6 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
     assert torch.equal(torch.load(path, weights_only=True)["model"]["w"], torch.ones(3))
 
 
-def test_the_books_quick_cpu_setting_says_what_it_does(capsys):
-    config = booktools.fashion_mnist_config("cpu", out_dir="somewhere")
-    assert "quick CPU setting" in capsys.readouterr().out
-    assert config.time_limit == booktools.QUICK_CPU_SECONDS and config.out_dir == "somewhere"
-    assert config.device == "cpu" and config.dataset == "fashion_mnist" and config.schedule == "onecycle"
-
-
 def test_every_random_stream_has_its_own_seed():
     purposes = ("shuffle", "augment", "dropout", "sample")
     # (seed, purpose, epoch, rank, index)
