@@ -124,7 +124,7 @@ class Setting:
         return self.name == "full"
 
     def __str__(self) -> str:
-        return f"Setting: {self.name} ({self.why}); device {self.device}."
+        return f"{self.name.capitalize()} setting ({self.why}), on {self.device}."
 
 
 def book_setting(device: str = "auto") -> Setting:
@@ -136,11 +136,13 @@ def book_setting(device: str = "auto") -> Setting:
     if asked:
         name, why = asked, f"{SETTING_VARIABLE}={asked}"
     elif dev.type == "cpu":
-        name, why = "quick", f"no GPU; {SETTING_VARIABLE}=full runs the full setting here, slowly"
+        name, why = "quick", f"no GPU; {SETTING_VARIABLE}=full for the full one"
     else:
-        name, why = "full", f"{dev.type} found; {SETTING_VARIABLE}=quick is a fast rehearsal"
+        name, why = "full", f"{dev.type} found; {SETTING_VARIABLE}=quick for a rehearsal"
     sizes = SIZES[name]
     if cap := os.environ.get(TRAIN_SECONDS_VARIABLE):
+        if not cap.isdigit() or int(cap) == 0:
+            raise ValueError(f"{TRAIN_SECONDS_VARIABLE}={cap!r}: expected a whole number of seconds")
         seconds = int(cap) if sizes.train_seconds is None else min(int(cap), sizes.train_seconds)
         sizes = replace(sizes, train_seconds=seconds)
         why += f", training capped at {seconds} s by {TRAIN_SECONDS_VARIABLE}"

@@ -37,7 +37,7 @@ def test_the_device_chooses_the_setting(on, device, expected):
     setting = booktools.book_setting()
     assert setting.name == expected and setting.device.type == device
     assert setting.sizes is booktools.SIZES[expected]
-    assert f"Setting: {expected}" in str(setting) and VARIABLE in str(setting)
+    assert str(setting).startswith(f"{expected.capitalize()} setting (") and VARIABLE in str(setting)
 
 
 @pytest.mark.parametrize(("device", "asked"), [("cpu", "full"), ("cuda", "quick"), ("cpu", "quick")])
@@ -63,6 +63,10 @@ def test_the_training_clock_can_be_capped_for_a_rehearsal(on, monkeypatch):
     setting = booktools.book_setting()
     assert setting.sizes.train_seconds == 600 and "capped at 600 s" in setting.why
     assert setting.sizes.train_epochs == booktools.FULL.train_epochs  # only the clock changes
+    monkeypatch.setenv(booktools.TRAIN_SECONDS_VARIABLE, "ten")
+    with pytest.raises(ValueError, match="expected a whole number of seconds"):
+        booktools.book_setting()
+    monkeypatch.setenv(booktools.TRAIN_SECONDS_VARIABLE, "600")
     monkeypatch.setenv(VARIABLE, "quick")  # a cap never lengthens the quick run
     assert booktools.book_setting().sizes.train_seconds == booktools.QUICK.train_seconds
 

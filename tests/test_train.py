@@ -32,9 +32,6 @@ from googlenet.device import seed_for
 from googlenet.engine import NonFiniteLossError, lr_at, train, train_step, weight_average
 from googlenet.plots import plot_confusion_matrix, plot_history
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book"))
-import booktools  # noqa: E402  (the book's own helpers live beside the chapters)
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny_config(tmp_path: Path, data_root: Path, **overrides) -> TrainConfig:
@@ -264,17 +261,6 @@ def train_args(fmnist_root: Path, out: Path, *extra: str) -> list[str]:
             "--no-progress", *extra]
 
 
-def test_two_process_ddp_on_cpu(fmnist_root, tmp_path):
-    out = tmp_path / "ddp"
-    result = torchrun(["-m", "googlenet.train", *train_args(fmnist_root, out, "--subset=64", "--epochs=1")])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("device: cpu") == 1  # only rank 0 prints
-    history = json.loads((out / "metrics.json").read_text())
-    assert history["world_size"] == 2 and history["epochs"][0]["images"] == 64  # 2 ranks x 2 batches x 16
-    assert history["command"].startswith("python -m googlenet.train --data-root")
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
-
-
 # Rank 0's machine goes down right after it writes epoch 1's checkpoint (rank 1 is then stopped by
 # torchrun); the command line is googlenet.train's.
 CRASH_AFTER_FIRST_CHECKPOINT = """
@@ -293,11 +279,17 @@ main()
 """
 
 
-def test_two_process_resume_ends_with_the_same_weights(fmnist_root, tmp_path):
+def test_two_process_ddp_on_cpu_resumes_to_the_same_weights(fmnist_root, tmp_path):
     # dropout (the default model's) and augmentation are on; each rank trains 2 batches an epoch
     run = ("--subset=64", "--epochs=2", "--average=ema")
     straight, crashing = tmp_path / "straight", tmp_path / "crashing"
-    assert torchrun(["-m", "googlenet.train", *train_args(fmnist_root, straight, *run)]).returncode == 0
+    result = torchrun(["-m", "googlenet.train", *train_args(fmnist_root, straight, *run)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("device: cpu") == 1  # only rank 0 prints
+    history = json.loads((straight / "metrics.json").read_text())
+    assert history["world_size"] == 2 and history["epochs"][0]["images"] == 64  # 2 ranks x 2 batches x 16
+    assert history["command"].startswith("python -m googlenet.train --data-root")
+    assert sorted(p.name for p in straight.iterdir()) == ["checkpoint.pt", "metrics.json"]
     script = tmp_path / "crash_after_first_checkpoint.py"
     script.write_text(CRASH_AFTER_FIRST_CHECKPOINT)
     assert torchrun([str(script), *train_args(fmnist_root, crashing, *run)]).returncode != 0
