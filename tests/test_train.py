@@ -61,20 +61,36 @@ def test_schedules():
 
 def test_weight_averages_are_pytorchs_averaged_model_with_batch_norm_buffers():
     net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
-    polyak, ema = weight_average(net, "polyak", 0.9), weight_average(net, "ema", 0.5)
+    polyak, ema = weight_average(net, "polyak", 0.9), weight_average(net, "ema", 0.25)
     assert weight_average(net, "none", 0.9) is None
     expected_ema = None
-    for value in (1.0, 2.0, 6.0):
+    values = (1.0, 2.0, 6.0, 10.0)
+    for n, value in enumerate(values):
         torch.nn.init.constant_(net[0].weight, value)
         net[1].running_mean.fill_(value)
         polyak.update_parameters(net)
         ema.update_parameters(net)
-        # by hand: the first update copies, then avg = decay * avg + (1 - decay) * new
-        expected_ema = value if expected_ema is None else 0.5 * expected_ema + 0.5 * value
-    assert torch.allclose(polyak.module[0].weight, torch.tensor(3.0))  # (1 + 2 + 6) / 3
-    assert torch.allclose(polyak.module[1].running_mean, torch.tensor(3.0))  # buffers are averaged too
-    assert expected_ema == 3.75 and torch.allclose(ema.module[0].weight, torch.tensor(expected_ema))
+        # by hand: the first update copies, then avg = d * avg + (1 - d) * new, where the decay d
+        # warms up as (1 + k) / (10 + k) after k updates until it reaches 0.25 (from k = 2)
+        d = min(0.25, (1 + n) / (10 + n)) if n else None
+        expected_ema = value if expected_ema is None else d * expected_ema + (1 - d) * value
+    assert [min(0.25, (1 + k) / (10 + k)) for k in (1, 2, 3)] == [0.18181818181818182, 0.25, 0.25]
+    assert torch.allclose(polyak.module[0].weight, torch.tensor(4.75))  # (1 + 2 + 6 + 10) / 4
+    assert torch.allclose(polyak.module[1].running_mean, torch.tensor(4.75))  # buffers are averaged too
+    assert torch.allclose(ema.module[0].weight, torch.tensor(expected_ema))
     assert torch.allclose(ema.module[1].running_mean, torch.tensor(expected_ema))
+
+
+def test_a_short_runs_ema_is_not_stuck_at_the_first_weights():
+    """With a fixed decay of 0.999, 200 updates leave 82% of the starting weights in the average."""
+    net = torch.nn.Linear(1, 1, bias=False)
+    ema = weight_average(net, "ema", 0.999)
+    torch.nn.init.zeros_(net.weight)
+    ema.update_parameters(net)  # the first update copies: the average starts at 0
+    torch.nn.init.ones_(net.weight)
+    for _ in range(200):
+        ema.update_parameters(net)
+    assert ema.module.weight.item() > 0.95  # the warm-up forgets the start; 0.999 alone: 1 - 0.999**200
 
 
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "folder"])
