@@ -12,7 +12,7 @@ ignored). :func:`load_model` rebuilds a ready-to-use model from the file alone.
 
 from __future__ import annotations
 
-import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from .device import check_available
+from .files import write_atomically
 from .model import GoogLeNet
 
 # The reference runs trained for the book, committed with the repository (see book/results/).
@@ -54,23 +55,7 @@ def save_checkpoint(
         state["average"] = {"weights": average.module.state_dict(), "updates": int(average.n_averaged)}
     if optimizer is not None:
         state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict() if scaler else None)
-    return write_atomically({"format": FORMAT, "version": VERSION, **state}, path)
-
-
-def write_atomically(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename it to ``path``.
-
-    A crash mid-write leaves the previous file intact, never a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, partial(torch.save, {"format": FORMAT, "version": VERSION, **state}))
 
 
 def restore_training(

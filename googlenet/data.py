@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2 as T
+
+from .files import write_atomically
 
 DATASETS = ("fashion_mnist", "cifar10", "imagenette", "folder")
 IN_MEMORY = ("fashion_mnist", "cifar10")
@@ -82,11 +85,8 @@ def ensure_fashion_mnist(root: str | Path | None = None, source: str | Path | No
         target, packed = raw / name, source / f"{name}.gz"
         if target.is_file() or not packed.is_file():
             continue
-        raw.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(tmp, target)  # never leave a half-written file under the real name
+        with gzip.open(packed, "rb") as src:
+            write_atomically(target, partial(shutil.copyfileobj, src))
     return raw
 
 

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,6 +42,7 @@ from .device import (
     pick_device,
     seed_for,
 )
+from .files import write_json
 from .loaders import make_loader
 from .metrics import evaluate
 from .model import GoogLeNet, GoogLeNetOutputs, googlenet_loss
@@ -378,7 +376,7 @@ class Run:
                     "stopped_early": self.stopped_early}
         save_checkpoint(self.config.run_dir / "checkpoint.pt", self._meta(), self.net, average=self.average,
                         optimizer=self.optimizer, scaler=self.scaler, progress=progress, history=self.history)
-        _write_json(self.history, self.config.run_dir / "metrics.json")
+        write_json(self.history, self.config.run_dir / "metrics.json")
 
     def _resume(self) -> None:
         path = self.config.run_dir / "checkpoint.pt"
@@ -409,8 +407,3 @@ class Run:
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
-
-def _write_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)

@@ -15,6 +15,7 @@ LAYERS = [
     ["architecture"],
     ["model"],
     ["device"],
+    ["hooks", "files"],
     ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "metrics", "plots"],
     ["loaders", "weights", "attribution"],
     ["config", "provenance"],

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -26,10 +27,10 @@ from googlenet.checkpoint import (
     read_checkpoint,
     reference_checkpoint,
     save_checkpoint,
-    write_atomically,
 )
 from googlenet.device import seed_for
 from googlenet.engine import NonFiniteLossError, lr_at, train, train_step, weight_average
+from googlenet.files import write_atomically
 from googlenet.plots import plot_confusion_matrix, plot_history
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book"))
@@ -206,7 +207,7 @@ def test_a_non_finite_loss_stops_the_run_at_once(fmnist_root, tmp_path, monkeypa
 
 
 def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = write_atomically({"model": {"w": torch.ones(3)}}, tmp_path / "checkpoint.pt")
+    path = write_atomically(tmp_path / "checkpoint.pt", partial(torch.save, {"model": {"w": torch.ones(3)}}))
 
     def dies_mid_write(obj, f):
         f.write(b"half a checkpoint")
@@ -214,7 +215,7 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", dies_mid_write)
     with pytest.raises(OSError):
-        write_atomically({"model": {"w": torch.zeros(3)}}, path)
+        write_atomically(path, partial(torch.save, {"model": {"w": torch.zeros(3)}}))
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["model"]["w"], torch.ones(3))
 
