@@ -13,7 +13,7 @@ reference weights) live beside the book, in ``book/``, not in this package.
 """
 
 from .architecture import PAPER_TABLE1, Row
-from .checkpoint import load_model, reference_checkpoint
+from .checkpoint import load_model
 from .compat import from_torchvision
 from .config import TrainConfig
 from .model import (
@@ -25,7 +25,7 @@ from .model import (
     googlenet_loss,
 )
 from .table import MeasuredRow, table1
-from .weights import GoogLeNet_Weights, googlenet
+from .weights import GoogLeNet_Weights, googlenet, reference_checkpoint
 
 __all__ = [
     "PAPER_TABLE1", "Row", "load_model", "reference_checkpoint", "from_torchvision", "ConvBlock", "GoogLeNet",

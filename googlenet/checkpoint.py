@@ -24,9 +24,6 @@ from .device import check_available
 from .files import write_atomically
 from .model import GoogLeNet
 
-# The reference runs trained for the book, committed with the repository (see book/results/).
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "book" / "results"
-
 FORMAT = "googlenet-checkpoint"
 VERSION = 1
 METADATA_KEYS = ("model_kwargs", "classes", "mean", "std", "dataset", "image_size", "resize")
@@ -178,18 +175,3 @@ def export_for_evaluation(
     progress = {"epoch": state.get("epoch"), "step": state.get("step")}
     return save_checkpoint(dst, meta, weights, progress=progress)
 
-
-def reference_checkpoint(name: str) -> Path:
-    """The committed checkpoint of a reference run, both the torchvision layout (batch norm):
-    ``"fashion_mnist_small"`` (small stem, 28 px) or ``"fashion_mnist_96"`` (ImageNet stem, 96 px).
-
-    They ship with the repository, not with a pip-installed package: there, use the builder
-    (``googlenet.googlenet(weights=GoogLeNet_Weights.FASHION_MNIST_96)``), which downloads them.
-    """
-    path = REFERENCE_DIR / name / "model.pt"
-    if not path.is_file():
-        known = sorted(p.parent.name for p in REFERENCE_DIR.glob("*/model.pt"))
-        hint = (f"known: {', '.join(known)}" if known else "reference runs ship with a clone of the "
-                "repository; outside one, googlenet.googlenet(weights=...) downloads them")
-        raise FileNotFoundError(f"no reference checkpoint {name!r} at {path}; {hint}")
-    return path

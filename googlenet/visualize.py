@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_model, reference_checkpoint
+from .checkpoint import load_model
 from .cli import Parser, checked, command_line, run_main
 from .config import AT_LEAST_1
 from .data import load_data
@@ -36,6 +36,7 @@ from .features import capture, inception_names
 from .files import write_json
 from .hooks import hooked
 from .loaders import make_loader
+from .weights import reference_checkpoint
 
 # Lucid's square root of ImageNet's colour correlation matrix (from its SVD), columns normalised by
 # the largest column norm: multiplying decorrelated parameters by it gives correlated RGB.

@@ -22,7 +22,6 @@ LAYERS = [
     ["engine"],
     ["cli"],
     ["train", "evaluate", "predict", "bench", "visualize"],
-    ["gpu_report"],
 ]
 
 

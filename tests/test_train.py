@@ -19,13 +19,12 @@ import pytest
 import torch
 
 import googlenet.engine as engine
-from googlenet import GoogLeNet, TrainConfig
+from googlenet import GoogLeNet, TrainConfig, reference_checkpoint
 from googlenet.checkpoint import (
     CheckpointError,
     export_for_evaluation,
     load_model,
     read_checkpoint,
-    reference_checkpoint,
     save_checkpoint,
 )
 from googlenet.device import seed_for
@@ -47,7 +46,7 @@ def tiny_config(tmp_path: Path, data_root: Path, **overrides) -> TrainConfig:
 
 def test_a_small_googlenet_overfits_one_batch():
     torch.manual_seed(0)
-    model = GoogLeNet(4, variant="torchvision", stem="small", in_channels=1, dropout=0.0, aux_dropout=0.0)
+    model = GoogLeNet(4, variant="torchvision", stem="small", in_channels=1, dropout=0.0, dropout_aux=0.0)
     x, y = torch.randn(16, 1, 16, 16), torch.arange(16) % 4
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = [train_step(model.train(), x, y, optimizer)[0].item() for _ in range(25)]

@@ -21,9 +21,12 @@ from PIL import Image
 
 from googlenet.data import load_data
 from googlenet.weights import GoogLeNet_Weights
-from googlenet.weights import main as release_assets
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book"))
+from release_weights import main as release_assets  # noqa: E402  (book production, beside the book)
+
+BOOK_PRODUCTION = ("gpu_report", "release_weights")  # book/'s commands, which the wheel must not hold
 USE = """
 import importlib.metadata, json, sys, torch
 import googlenet
@@ -59,6 +62,8 @@ def test_the_wheel_holds_the_package_and_nothing_of_the_book(dist):
     names = zipfile.ZipFile(wheel).namelist()
     assert "googlenet/weights.py" in names and any(n.endswith("licenses/LICENSE") for n in names)
     assert not [n for n in names if n.startswith(("book/", "tests/", "hubconf"))]
+    assert not [n for n in names if Path(n).stem in BOOK_PRODUCTION], names
+    assert all((ROOT / "book" / f"{module}.py").is_file() for module in BOOK_PRODUCTION)
     assert len(list(dist.glob("*.tar.gz"))) == 1
 
 
