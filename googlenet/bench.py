@@ -179,7 +179,7 @@ def sync(device: str) -> None:
 
 
 def aux_loss(outputs: Sequence[Tensor], targets: Tensor) -> Tensor:
-    """The paper's loss for both models: main cross-entropy + 0.3 x each auxiliary head's."""
+    """The paper's loss for both models: main cross-entropy + AUX_LOSS_WEIGHT x each auxiliary head's."""
     logits, aux2, aux1 = outputs
     ce = F.cross_entropy
     return ce(logits, targets) + AUX_LOSS_WEIGHT * (ce(aux1.float(), targets) + ce(aux2.float(), targets))

@@ -21,6 +21,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from .device import check_available
+from .errors import NotFoundError, UserError
 from .files import write_atomically
 from .model import GoogLeNet
 
@@ -29,7 +30,7 @@ VERSION = 1
 METADATA_KEYS = ("model_kwargs", "classes", "mean", "std", "dataset", "image_size", "resize")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used: corrupt, truncated, not ours, or for another model."""
 
 
@@ -60,9 +61,7 @@ def restore_training(
     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
 ) -> None:
     """Load a resumable checkpoint's weights, average, optimizer and scaler state in place."""
-    if state.get("optimizer") is None:
-        raise CheckpointError("this checkpoint holds no optimizer state (an evaluation-only copy?): "
-                              "it cannot be resumed")
+    check_resumable(state, "this checkpoint")
     check_state_dict(model, state["model"])
     model.load_state_dict(state["model"])
     if average is not None and state["average"] is not None:
@@ -73,11 +72,18 @@ def restore_training(
         scaler.load_state_dict(state["scaler"])
 
 
+def check_resumable(state: dict[str, Any], where: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` holds what resuming needs (the optimizer's state)."""
+    if state.get("optimizer") is None:
+        raise CheckpointError(f"{where} holds no optimizer state (an evaluation-only copy?): "
+                              "it cannot be resumed")
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict safely (``weights_only=True``) or raise :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m googlenet.train`")
+        raise NotFoundError(f"no checkpoint at {path}; train one with `python -m googlenet.train`")
     if isinstance(map_location, str | torch.device):
         check_available(map_location)  # a missing device is not a corrupt file
     try:

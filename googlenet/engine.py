@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, read_checkpoint, restore_training, save_checkpoint
+from .architecture import AUX_LOSS_WEIGHT
+from .checkpoint import CheckpointError, check_resumable, read_checkpoint, restore_training, save_checkpoint
 from .config import TrainConfig, changed_fields, stem_for
 from .data import Data, load_data
 from .device import (
@@ -42,6 +43,7 @@ from .device import (
     pick_device,
     seed_for,
 )
+from .errors import ConfigError
 from .files import write_json
 from .loaders import make_loader
 from .metrics import evaluate
@@ -59,7 +61,7 @@ class NonFiniteLossError(RuntimeError):
 def train_step(
     model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, *,
     scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
-    aux_weight: float = 0.3, label_smoothing: float = 0.0,
+    aux_weight: float = AUX_LOSS_WEIGHT, label_smoothing: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """One optimisation step; returns the (detached) loss and the main logits."""
     with torch.autocast(x.device.type, amp_dtype) if amp_dtype else contextlib.nullcontext():
@@ -384,6 +386,7 @@ class Run:
             self.say(f"no checkpoint at {path} to resume from: starting from scratch")
             return
         state = read_checkpoint(path)
+        check_resumable(state, path)
         if state["model_kwargs"] != self.model_kwargs or state["dataset"] != self.data.name:
             raise CheckpointError(
                 f"{path} was trained on {state['dataset']} with GoogLeNet({state['model_kwargs']}); this "
@@ -392,7 +395,7 @@ class Run:
             )
         changed = changed_fields((state.get("history") or {}).get("config", {}), self.config)
         if changed:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot resume {path}: these settings differ from the saved run's ({'; '.join(changed)}). "
                 "Resume with the saved settings, or use another --out-dir for a new run."
             )

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(report(metrics, meta["classes"]))
 
     out = args.out or args.checkpoint.with_name("confusion_matrix.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
     ax = plot_confusion_matrix(metrics["confusion"], meta["classes"])
     ax.figure.savefig(out, dpi=150, bbox_inches="tight")
     command = command_line("googlenet.evaluate", sys.argv[1:] if argv is None else argv)

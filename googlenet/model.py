@@ -33,8 +33,11 @@ DEFAULT_DROPOUT = {"paper": 0.4, "torchvision": 0.2}  # torchvision lowered the 
 BN_EPS = 0.001  # torchvision's value (inherited from the TensorFlow port)
 # torchvision's `transform_input`: turns ImageNet-normalised input into the [-1, 1] scaling
 # the ported weights expect, channel by channel (x * scale + shift).
-_TRANSFORM_SCALE = (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5)
-_TRANSFORM_SHIFT = ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5)
+# ImageNet's per-channel mean and std (of images in [0, 1]): what torchvision's ImageNet weights expect
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# transform_input: torchvision's ImageNet file expects inputs normalised as (x - 0.5) / 0.5
+_TRANSFORM_SCALE = tuple(s / 0.5 for s in IMAGENET_STD)
+_TRANSFORM_SHIFT = tuple((m - 0.5) / 0.5 for m in IMAGENET_MEAN)
 
 
 class GoogLeNetOutputs(NamedTuple):

@@ -28,6 +28,7 @@ from torchvision.models import Weights, WeightsEnum
 
 from .checkpoint import CheckpointError, check_state_dict, evaluation_weights, validate_state
 from .data import FASHION_MNIST_CLASSES, STATS, eval_transform
+from .errors import NotFoundError
 from .model import GoogLeNet
 from .table import table1
 
@@ -178,7 +179,7 @@ def reference_checkpoint(name: str) -> Path:
         known = sorted(p.parent.name for p in REFERENCE_DIR.glob("*/model.pt"))
         hint = (f"known: {', '.join(known)}" if known else "reference runs ship with a clone of the "
                 "repository; outside one, googlenet.googlenet(weights=...) downloads them")
-        raise FileNotFoundError(f"no reference checkpoint {name!r} at {path}; {hint}")
+        raise NotFoundError(f"no reference checkpoint {name!r} at {path}; {hint}")
     return path
 
 

@@ -12,7 +12,7 @@ import googlenet
 PACKAGE = Path(googlenet.__file__).parent
 # Each module may import only from modules in earlier layers.
 LAYERS = [
-    ["architecture"],
+    ["architecture", "errors"],
     ["model"],
     ["device"],
     ["hooks", "files"],

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import googlenet
 from googlenet.data import load_data
 from googlenet.weights import GoogLeNet_Weights
 
@@ -31,7 +32,8 @@ USE = """
 import importlib.metadata, json, sys, torch
 import googlenet
 from googlenet import GoogLeNet_Weights, googlenet as build
-out = {"package": googlenet.__file__, "requires": importlib.metadata.requires("googlenet")}
+out = {"package": googlenet.__file__, "requires": importlib.metadata.requires("googlenet"),
+       "versions": [importlib.metadata.version("googlenet"), googlenet.__version__]}
 for variant in ("paper", "torchvision"):
     for stem, size in (("imagenet", 96), ("small", 28)):
         model = build(num_classes=10, variant=variant, stem=stem, in_channels=1).eval()
@@ -96,6 +98,7 @@ def test_the_installed_wheel_builds_and_loads_weights_outside_a_clone(fresh):
     shapes = {k: v for k, v in out.items() if "/" in k}
     assert shapes == {f"{v}/{s}": [1, 10] for v in ("paper", "torchvision") for s in ("imagenet", "small")}
     assert out["params"] == GoogLeNet_Weights.FASHION_MNIST_SMALL.meta["num_params"]
+    assert out["versions"] == [googlenet.__version__] * 2  # one source: pyproject reads the package's
     core = [r for r in out["requires"] if "extra ==" not in r]
     assert {r.split(">")[0].split("=")[0] for r in core} == {"torch", "torchvision", "tqdm", "matplotlib",
                                                              "numpy", "pillow"}
