@@ -141,14 +141,13 @@ class DevicePlan:
     amp: str  # "bf16", "fp16" (with a gradient scaler) or "none"
     batch_size: int  # of the full Fashion-MNIST setting (the book's training chapters)
     workers: int  # loader processes for image files
-    pin_memory: bool
-    compile: bool
+    pin_memory: bool  # what the loaders do: :func:`pins_memory`
     reasons: dict[str, str]
 
     def lines(self) -> list[str]:
         """One line per decision: ``precision: bf16 (why)``."""
         values = {"precision": self.amp, "batch size": self.batch_size, "loader workers": self.workers,
-                  "pinned memory": self.pin_memory, "torch.compile": self.compile}
+                  "pinned memory": self.pin_memory}
         return [f"{k}: {v} ({self.reasons[k]})" for k, v in values.items()]
 
 
@@ -183,10 +182,13 @@ def plan_for(facts: DeviceFacts) -> DevicePlan:
         "loader workers": (f"{facts.cores} CPU cores feed the GPU" if gpu
                            else f"half of {facts.cores} CPU cores; the rest train"),
         "pinned memory": "faster copies to a CUDA GPU" if facts.type == "cuda" else "only CUDA uses it",
-        "torch.compile": "a 30-epoch Fashion-MNIST run ends before compiling pays back; chapter 11 "
-                         "measures the gain",
     }
-    return DevicePlan(amp, batch, workers, facts.type == "cuda", False, reasons)
+    return DevicePlan(amp, batch, workers, pins_memory(facts.type), reasons)
+
+
+def pins_memory(device_type: str) -> bool:
+    """Whether loaders pin their batches' memory: for copies to a CUDA GPU only."""
+    return device_type == "cuda"
 
 
 def device_plan(device: str | torch.device) -> DevicePlan:
