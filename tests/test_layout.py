@@ -18,7 +18,7 @@ LAYERS = [
     ["hooks", "files"],
     ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "metrics", "plots"],
     ["loaders", "weights", "attribution"],
-    ["config", "provenance"],
+    ["config", "provenance", "ood"],
     ["engine"],
     ["cli"],
     ["train", "evaluate", "predict", "bench", "visualize"],

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import skimage.data
 from PIL import Image
 
 import googlenet
@@ -63,6 +64,9 @@ def test_the_wheel_holds_the_package_and_nothing_of_the_book(dist):
     (wheel,) = dist.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "googlenet/weights.py" in names and any(n.endswith("licenses/LICENSE") for n in names)
+    runs = ("fashion_mnist_small", "fashion_mnist_96")
+    calibrations = {f"googlenet/calibration/{run}.json" for run in runs}
+    assert calibrations <= set(names)  # predict's "unlike the training images" line, outside a clone
     assert not [n for n in names if n.startswith(("book/", "tests/", "hubconf"))]
     assert not [n for n in names if Path(n).stem in BOOK_PRODUCTION], names
     assert all((ROOT / "book" / f"{module}.py").is_file() for module in BOOK_PRODUCTION)
@@ -113,10 +117,12 @@ def test_predict_on_an_image_file_outside_a_clone(fresh):
     test = load_data("fashion_mnist").test
     sure = [i for i, (p, m) in enumerate(zip(evaluation["predictions"], evaluation["margins"], strict=True))
             if p == int(test.labels[i]) and m > 3]
-    image = work / "item.png"
+    image, photo = work / "item.png", work / "astronaut.png"
     Image.fromarray(test.images[sure[0], 0].numpy()).save(image)
-    out = _run(python, "-m", "googlenet.predict", image, "--weights", "FASHION_MNIST_SMALL",
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    out = _run(python, "-m", "googlenet.predict", image, photo, "--weights", "FASHION_MNIST_SMALL",
                "--device", "cpu", cwd=work, env=env)
+    assert out.splitlines()[6] == str(photo) and out.splitlines()[12].startswith("  unlike the Fashion-MNIST")
     first = out.splitlines()[1].split()
     assert first[0] == "1." and " ".join(first[1:-1]) == GoogLeNet_Weights.FASHION_MNIST_SMALL.meta[
         "categories"][int(test.labels[sure[0]])], out
