@@ -337,7 +337,8 @@ class Run:
         return min(1.0, max(by_steps, self.time_used))
 
     def train_time_now(self) -> float:
-        return self.train_time + (time.perf_counter() - self.epoch_start if self.epoch_start else 0.0)
+        running = time.perf_counter() - self.epoch_start if self.epoch_start is not None else 0.0
+        return self.train_time + running
 
     def out_of_time(self) -> bool:
         """Update the share of the time limit used; True once it is all spent.

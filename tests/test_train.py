@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import types
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -141,7 +142,10 @@ def test_history_checkpoint_and_load_model(fmnist_root, tmp_path):
     plt.close("all")
 
 
-def test_time_limit_stops_cleanly_and_the_schedule_still_anneals(fmnist_root, tmp_path):
+def test_time_limit_stops_cleanly_and_the_schedule_still_anneals(fmnist_root, tmp_path, monkeypatch):
+    """On a clock that moves a tenth of a second at each reading, whatever the machine's speed."""
+    readings = itertools.count(0.0, 0.1)
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
     config = tiny_config(tmp_path, fmnist_root, subset=2000, epochs=5, time_limit=2.0)
     history = train(config)
     assert history["stopped_early"] and len(history["epochs"]) == 1 and not history["epochs"][0]["complete"]
@@ -349,6 +353,8 @@ RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 
 
 def test_committed_checkpoints_load():
-    for path in sorted(RESULTS.glob("*/model.pt")):  # one test, not a parametrized one that may be empty
+    paths = sorted(RESULTS.glob("*/model.pt"))
+    assert [p.parent.name for p in paths] == ["fashion_mnist_96", "fashion_mnist_small"]
+    for path in paths:
         model, meta = load_model(reference_checkpoint(path.parent.name))
         assert not model.training and len(meta["classes"]) == model.fc.out_features, path
