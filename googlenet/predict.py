@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> list[Prediction]:
         prog="python -m googlenet.predict",
         description="Say what a trained GoogLeNet sees in each image: its five most likely classes "
                     "with their probabilities. Any image format Pillow reads works; images are resized "
-                    "to the size the model was trained on.",
+                    "to the size the model was trained on. With the book's reference weights (--weights "
+                    "FASHION_MNIST_SMALL or FASHION_MNIST_96), an image unlike their training images "
+                    "(a photograph, a digit) gets one more line saying so.",
         epilog="example: python -m googlenet.predict photo.jpg --checkpoint runs/cifar10/checkpoint.pt",
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to classify")
