@@ -131,6 +131,15 @@ def test_auxiliary_heads_with_reference_weights_are_fresh_and_said_to_be(one_thr
     torch.testing.assert_close(model(x), plain(x), rtol=0, atol=0)
 
 
+def test_computed_facts_reproduce_the_ones_torchvision_typed():
+    """``num_params``, ``min_size`` and ``_ops`` are measured, the way that gives torchvision's numbers."""
+    from googlenet.weights import _facts
+
+    kwargs = {**GoogLeNet_Weights.IMAGENET1K_V1.meta["model_kwargs"], "aux_logits": False}
+    theirs = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.meta
+    assert _facts(kwargs, 224) == {k: theirs[k] for k in ("num_params", "min_size", "_ops")}
+
+
 def test_default_is_the_documented_starting_point():
     assert GoogLeNet_Weights.DEFAULT is GoogLeNet_Weights.FASHION_MNIST_SMALL
     assert "``DEFAULT`` is ``FASHION_MNIST_SMALL``" in GoogLeNet_Weights.__doc__
