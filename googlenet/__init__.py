@@ -1,15 +1,16 @@
 """GoogLeNet (Inception-v1) in plain PyTorch: the package the book imports.
 
-Layers, each importing only from those above it: ``architecture`` (Table 1 as data), ``model``;
-``device``; then ``hooks`` (forward-hook capture), ``files`` (atomic writes), ``compat``, ``table``,
-``receptive``, ``features``, ``optimize``, ``checkpoint``, ``data`` (datasets), ``metrics``, ``plots``;
-then ``loaders``, ``weights`` (the builder :func:`googlenet` and :class:`GoogLeNet_Weights`, as
+Layers, each importing only from those above it: ``architecture`` (Table 1 as data) and ``errors``
+(the mistakes the commands report in one line); ``model``; ``device``; ``hooks`` (the one forward-hook
+capture) and ``files`` (the one atomic writer); then ``compat``, ``table``, ``receptive``,
+``features``, ``optimize``, ``checkpoint``, ``data`` (datasets), ``metrics``, ``plots``; then
+``loaders``, ``weights`` (the builder :func:`googlenet` and :class:`GoogLeNet_Weights`, as
 torchvision's) and ``attribution`` (Grad-CAM, integrated gradients, occlusion, branch ablation); then
-``config``, ``provenance`` and ``ood`` (how unlike the training images an image is); then
-``engine`` (the training loop, ``googlenet.engine.train``); then the command lines ``cli``, ``train``,
+``config``, ``provenance`` and ``ood`` (how unlike the training images an image is); then ``engine``
+(the training loop, ``googlenet.engine.train``); then the command lines' ``cli``; then ``train``,
 ``evaluate``, ``predict``, the benchmark ``bench`` and ``visualize`` (feature visualisation and its
-sheets). The book's production commands (the GPU report, the release of the
-reference weights) live beside the book, in ``book/``, not in this package.
+sheets). The book's production commands (the GPU report, the release of the reference weights, the
+calibration of ``ood``) live beside the book, in ``book/``, not in this package.
 """
 
 from .architecture import PAPER_TABLE1, Row
