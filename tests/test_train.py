@@ -344,7 +344,7 @@ def test_checkpoints_of_every_kind_load(fmnist_root, tmp_path):
     old["model_kwargs"] = meta["model_kwargs"]  # the training run's model, auxiliary heads included
     old.update(format="googlenet-checkpoint", version=1, model=model.state_dict(), optimizer={}, scaler={},
                average={"weights": model.state_dict(), "updates": 3}, rng=torch.get_rng_state(), epoch=1)
-    legacy, _ = load_model(write_atomically(old, tmp_path / "old.pt"))
+    legacy, _ = load_model(write_atomically(tmp_path / "old.pt", partial(torch.save, old)))
     with torch.no_grad():
         assert torch.equal(legacy(x), model(x))
 
