@@ -84,13 +84,15 @@ def fresh(dist, tmp_path_factory) -> tuple[Path, dict[str, str], Path]:
     libraries = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
     (Path(site) / "libraries.pth").write_text("".join(f"{path}\n" for path in libraries))
     (wheel,) = dist.glob("*.whl")
+    # no PYTHONPATH, for pip too: a source tree on it (with the build's googlenet.egg-info) would pass
+    # for an installed googlenet, and pip would skip the wheel
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     _run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index",
-         wheel)
+         wheel, env=env)
     release = tmp / "release"
     release_assets([str(release)])
     work = tmp / "work"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     env.update(TORCH_HOME=str(tmp / "torch"), GOOGLENET_WEIGHTS_URL=release.as_uri())
     return python, env, work
 
