@@ -1,21 +1,20 @@
 """GoogLeNet (Inception-v1) in plain PyTorch: the package the book imports.
 
-Layers, each importing only from those above it: ``architecture`` (Table 1 as data), ``model``;
-``device``; then ``compat``, ``table``, ``receptive``, ``features``, ``optimize``, ``checkpoint``,
-<<<<<<< HEAD
-``data`` (datasets), ``metrics``, ``plots``; then ``loaders`` and ``weights`` (the builder
-:func:`googlenet` and :class:`GoogLeNet_Weights`, as torchvision's); then ``config`` and ``provenance``;
-=======
-``data`` (datasets), ``metrics``, ``plots``; then ``loaders`` and ``attribution`` (Grad-CAM,
-integrated gradients, occlusion, branch ablation); then ``config`` and ``provenance``;
->>>>>>> wt19
-then ``engine`` (the training loop, ``googlenet.engine.train``); then the command lines ``cli``,
-``train``, ``evaluate``, ``predict``, the benchmark ``bench`` and ``visualize`` (feature
-visualisation and its sheets); last ``gpu_report``, every GPU figure in one command.
+Layers, each importing only from those above it: ``architecture`` (Table 1 as data) and ``errors``
+(the mistakes the commands report in one line); ``model``; ``device``; ``hooks`` (the one forward-hook
+capture) and ``files`` (the one atomic writer); then ``compat``, ``table``, ``receptive``,
+``features``, ``optimize``, ``checkpoint``, ``data`` (datasets), ``metrics``, ``plots``; then
+``loaders``, ``weights`` (the builder :func:`googlenet` and :class:`GoogLeNet_Weights`, as
+torchvision's) and ``attribution`` (Grad-CAM, integrated gradients, occlusion, branch ablation); then
+``config``, ``provenance`` and ``ood`` (how unlike the training images an image is); then ``engine``
+(the training loop, ``googlenet.engine.train``); then the command lines' ``cli``; then ``train``,
+``evaluate``, ``predict``, the benchmark ``bench`` and ``visualize`` (feature visualisation and its
+sheets). The book's production commands (the GPU report, the release of the reference weights, the
+calibration of ``ood``) live beside the book, in ``book/``, not in this package.
 """
 
 from .architecture import PAPER_TABLE1, Row
-from .checkpoint import load_model, reference_checkpoint
+from .checkpoint import load_model
 from .compat import from_torchvision
 from .config import TrainConfig
 from .model import (
@@ -27,7 +26,7 @@ from .model import (
     googlenet_loss,
 )
 from .table import MeasuredRow, table1
-from .weights import GoogLeNet_Weights, googlenet
+from .weights import GoogLeNet_Weights, googlenet, reference_checkpoint
 
 __all__ = [
     "PAPER_TABLE1", "Row", "load_model", "reference_checkpoint", "from_torchvision", "ConvBlock", "GoogLeNet",

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .features import BRANCHES, capture, inception_names
+from .hooks import hooked, recording
 from .model import InceptionAux
 
 
@@ -28,15 +29,11 @@ def _picked(logits: Tensor, target: Tensor) -> Tensor:
 
 def grad_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str) -> Tensor:
     """Grad-CAM at ``layer``: ReLU of the channels weighted by their mean gradient, (N, H, W)."""
-    seen = {}
-    hook = model.get_submodule(layer).register_forward_hook(lambda m, i, o: seen.update(out=o))
-    try:
+    with recording(model, [layer], train=None) as outputs:
         logits = model(x)
-    finally:
-        hook.remove()
-    (grad,) = torch.autograd.grad(_picked(logits, target).sum(), seen["out"])
+    (grad,) = torch.autograd.grad(_picked(logits, target).sum(), outputs[layer])
     weights = grad.mean(dim=(2, 3), keepdim=True)
-    return (weights * seen["out"]).sum(1).relu().detach()
+    return (weights * outputs[layer]).sum(1).relu().detach()
 
 
 def integrated_gradients(model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor | None = None,
@@ -74,11 +71,8 @@ def occlusion(model: nn.Module, x: Tensor, target: Tensor, window: int = 16, str
 @contextlib.contextmanager
 def zeroed(model: nn.Module, branch: str) -> Iterator[None]:
     """Within the block, the named branch (e.g. ``"inception4a.branch3"``) outputs zeros."""
-    hook = model.get_submodule(branch).register_forward_hook(lambda m, i, o: torch.zeros_like(o))
-    try:
+    with hooked(model, {branch: lambda name, output: torch.zeros_like(output)}, train=None):
         yield
-    finally:
-        hook.remove()
 
 
 @torch.no_grad()
@@ -127,15 +121,8 @@ def branch_shares(model: nn.Module, images: Tensor, labels: Tensor) -> dict[str,
     """Each branch's share of |gradient x activation| of the true class's logit at its module's
     output, summed over images and positions: {module: [branch1..branch4]}, each row summing to 1."""
     names = inception_names(model)
-    outputs: dict[str, Tensor] = {}
-    hooks = [model.get_submodule(n).register_forward_hook(
-        lambda m, i, o, n=n: outputs.__setitem__(n, o)) for n in names]
-    model.eval()
-    try:
+    with recording(model, names) as outputs:
         logits = model(images)
-    finally:
-        for h in hooks:
-            h.remove()
     grads = torch.autograd.grad(_picked(logits, labels).sum(), [outputs[n] for n in names])
     shares = {}
     for n, grad in zip(names, grads, strict=True):

@@ -23,7 +23,6 @@ import contextlib
 import copy
 import functools
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ from .architecture import AUX_LOSS_WEIGHT
 from .cli import Parser, add_config_flags, command_line, config_flags, run_main
 from .config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SMALL_STEM_BELOW, check_fields, flag, stem_for
 from .device import PeakMemory, fast_bf16, pick_device
+from .files import write_json
 from .model import GoogLeNet
 from .optimize import optimize_for_inference, optimize_for_training
 from .provenance import provenance
@@ -179,7 +179,7 @@ def sync(device: str) -> None:
 
 
 def aux_loss(outputs: Sequence[Tensor], targets: Tensor) -> Tensor:
-    """The paper's loss for both models: main cross-entropy + 0.3 x each auxiliary head's."""
+    """The paper's loss for both models: main cross-entropy + AUX_LOSS_WEIGHT x each auxiliary head's."""
     logits, aux2, aux1 = outputs
     ce = F.cross_entropy
     return ce(logits, targets) + AUX_LOSS_WEIGHT * (ce(aux1.float(), targets) + ce(aux2.float(), targets))
@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(format_table(result))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(result, json_path)
         print(f"wrote {json_path}")
     return result
 

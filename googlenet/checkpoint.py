@@ -12,7 +12,7 @@ ignored). :func:`load_model` rebuilds a ready-to-use model from the file alone.
 
 from __future__ import annotations
 
-import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,16 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from .device import check_available
+from .errors import NotFoundError, UserError
+from .files import write_atomically
 from .model import GoogLeNet
-
-# The reference runs trained for the book, committed with the repository (see book/results/).
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "book" / "results"
 
 FORMAT = "googlenet-checkpoint"
 VERSION = 1
 METADATA_KEYS = ("model_kwargs", "classes", "mean", "std", "dataset", "image_size", "resize")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used: corrupt, truncated, not ours, or for another model."""
 
 
@@ -54,23 +53,7 @@ def save_checkpoint(
         state["average"] = {"weights": average.module.state_dict(), "updates": int(average.n_averaged)}
     if optimizer is not None:
         state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict() if scaler else None)
-    return write_atomically({"format": FORMAT, "version": VERSION, **state}, path)
-
-
-def write_atomically(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename it to ``path``.
-
-    A crash mid-write leaves the previous file intact, never a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, partial(torch.save, {"format": FORMAT, "version": VERSION, **state}))
 
 
 def restore_training(
@@ -78,9 +61,7 @@ def restore_training(
     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
 ) -> None:
     """Load a resumable checkpoint's weights, average, optimizer and scaler state in place."""
-    if state.get("optimizer") is None:
-        raise CheckpointError("this checkpoint holds no optimizer state (an evaluation-only copy?): "
-                              "it cannot be resumed")
+    check_resumable(state, "this checkpoint")
     check_state_dict(model, state["model"])
     model.load_state_dict(state["model"])
     if average is not None and state["average"] is not None:
@@ -91,11 +72,18 @@ def restore_training(
         scaler.load_state_dict(state["scaler"])
 
 
+def check_resumable(state: dict[str, Any], where: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` holds what resuming needs (the optimizer's state)."""
+    if state.get("optimizer") is None:
+        raise CheckpointError(f"{where} holds no optimizer state (an evaluation-only copy?): "
+                              "it cannot be resumed")
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict safely (``weights_only=True``) or raise :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m googlenet.train`")
+        raise NotFoundError(f"no checkpoint at {path}; train one with `python -m googlenet.train`")
     if isinstance(map_location, str | torch.device):
         check_available(map_location)  # a missing device is not a corrupt file
     try:
@@ -193,18 +181,3 @@ def export_for_evaluation(
     progress = {"epoch": state.get("epoch"), "step": state.get("step")}
     return save_checkpoint(dst, meta, weights, progress=progress)
 
-
-def reference_checkpoint(name: str) -> Path:
-    """The committed checkpoint of a reference run, both the torchvision layout (batch norm):
-    ``"fashion_mnist_small"`` (small stem, 28 px) or ``"fashion_mnist_96"`` (ImageNet stem, 96 px).
-
-    They ship with the repository, not with a pip-installed package: there, use the builder
-    (``googlenet.googlenet(weights=GoogLeNet_Weights.FASHION_MNIST_96)``), which downloads them.
-    """
-    path = REFERENCE_DIR / name / "model.pt"
-    if not path.is_file():
-        known = sorted(p.parent.name for p in REFERENCE_DIR.glob("*/model.pt"))
-        hint = (f"known: {', '.join(known)}" if known else "reference runs ship with a clone of the "
-                "repository; outside one, googlenet.googlenet(weights=...) downloads them")
-        raise FileNotFoundError(f"no reference checkpoint {name!r} at {path}; {hint}")
-    return path

@@ -18,10 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
-from .checkpoint import CheckpointError
-from .data import DatasetNotFoundError
-
-USER_ERRORS = (FileNotFoundError, CheckpointError, DatasetNotFoundError, ValueError)
+from .errors import UserError
 
 
 class Parser(argparse.ArgumentParser):
@@ -103,9 +100,10 @@ def command_line(module: str, argv: Sequence[str]) -> str:
 
 
 def run_main(main: Callable[[list[str] | None], Any], user_errors: tuple[type[Exception], ...] = ()) -> Any:
-    """Call a command's ``main``; turn a user's mistake (:data:`USER_ERRORS`, ``user_errors``) into
-    one line on stderr and exit status 2."""
+    """Call a command's ``main``; turn a user's mistake (a :class:`~googlenet.errors.UserError`, or one
+    of the command's own ``user_errors``) into one line on stderr and exit status 2. Anything else is
+    a bug: it keeps its traceback."""
     try:
         return main(None)
-    except (*USER_ERRORS, *user_errors) as e:
+    except (UserError, *user_errors) as e:
         fail(str(e))

@@ -3,7 +3,7 @@
 ``TrainConfig(recipe="paper")`` is the paper's recipe on the paper's network (``variant="paper"``);
 any field given explicitly overrides the recipe's value. Each field is also a command-line flag of
 ``python -m googlenet.train`` (its ``help`` is the flag's help), and a value outside its range raises
-a ValueError that says so.
+a ConfigError that says so.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from .data import DATASETS, canonical_name
 from .device import AMP
+from .errors import ConfigError
 from .model import STEMS, VARIANTS
 
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
@@ -70,8 +71,8 @@ def flag(default: Any, help: str, **extra: Any) -> Any:
 
 
 def check_fields(config: Any) -> None:
-    """Raise a ValueError for a field outside its ``choices`` or its ``check``; a list is checked item by
-    item, and None passes where it is the default."""
+    """Raise a :class:`~googlenet.errors.ConfigError` for a field outside its ``choices`` or its
+    ``check``; a list is checked item by item, and None passes where it is the default."""
     for f in fields(config):
         value = getattr(config, f.name)
         if value is None and f.default is None:
@@ -79,11 +80,11 @@ def check_fields(config: Any) -> None:
         for item in value if isinstance(value, list) else [value]:
             choices = f.metadata.get("choices")
             if choices and item not in choices:
-                raise ValueError(f"{f.name} must be one of {tuple(choices)}, got {item!r}")
+                raise ConfigError(f"{f.name} must be one of {tuple(choices)}, got {item!r}")
             if "check" in f.metadata:
                 ok, expected = f.metadata["check"]
                 if isinstance(item, bool) or not isinstance(item, int | float) or not ok(item):
-                    raise ValueError(f"{f.name} must be a number {expected}, got {item!r}")
+                    raise ConfigError(f"{f.name} must be a number {expected}, got {item!r}")
 
 
 def _recipe(help: str, **extra: Any) -> Any:
@@ -178,7 +179,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.dataset = canonical_name(self.dataset)
         if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {self.recipe!r}")
+            raise ConfigError(f"recipe must be one of {tuple(RECIPES)}, got {self.recipe!r}")
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)

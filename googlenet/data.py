@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +20,10 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2 as T
+
+from .errors import ConfigError, NotFoundError
+from .files import write_atomically
+from .model import IMAGENET_MEAN, IMAGENET_STD
 
 DATASETS = ("fashion_mnist", "cifar10", "imagenette", "folder")
 IN_MEMORY = ("fashion_mnist", "cifar10")
@@ -45,14 +50,14 @@ IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz"
 STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "fashion_mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "imagenette": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "imagenette": (IMAGENET_MEAN, IMAGENET_STD),
 }
 PAD = {"fashion_mnist": 2, "cifar10": 4}  # pixels of zero padding before the random crop
 NATIVE_SIZE = {"fashion_mnist": 28, "cifar10": 32, "imagenette": 224, "folder": 224}
 MEAN_STD_SAMPLE = 512  # images read to estimate an ImageFolder tree's statistics
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(NotFoundError):
     """A dataset's files are not on disk; the message names the dataset, the path and the remedy."""
 
 
@@ -68,7 +73,7 @@ def canonical_name(name: str) -> str:
     """``"Fashion-MNIST"`` -> ``"fashion_mnist"``; raise on an unknown dataset."""
     key = name.lower().replace("-", "_")
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+        raise ConfigError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     return key
 
 
@@ -86,11 +91,8 @@ def ensure_fashion_mnist(root: str | Path | None = None, source: str | Path | No
         target, packed = raw / name, source / f"{name}.gz"
         if target.is_file() or not packed.is_file():
             continue
-        raw.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(tmp, target)  # never leave a half-written file under the real name
+        with gzip.open(packed, "rb") as src:
+            write_atomically(target, partial(shutil.copyfileobj, src))
     return raw
 
 
@@ -218,7 +220,7 @@ class ClassFolder(datasets.ImageFolder):
         found = datasets.folder.find_classes(str(directory))[0]
         unknown = sorted(set(found) - set(self.given))
         if unknown:
-            raise ValueError(f"{directory} has class folders the training split lacks: {', '.join(unknown)}")
+            raise ConfigError(f"{directory} has class folders the training split lacks: {', '.join(unknown)}")
         return self.given, {name: i for i, name in enumerate(self.given)}
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 AMP = ("none", "auto", "bf16", "fp16")
 
 
@@ -25,7 +27,7 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto``: this process's CUDA GPU, else Apple's MPS, else the CPU; anything else as given.
 
     A device that this machine lacks (``cuda`` without a CUDA GPU, ``mps`` off a Mac) raises a
-    ValueError that says so, before any work starts.
+    ConfigError that says so, before any work starts.
     """
     if name == "auto":
         if torch.cuda.is_available():
@@ -36,24 +38,24 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as e:
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:1, mps or auto") from e
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:1, mps or auto") from e
     check_available(device)
     return device
 
 
 def check_available(device: str | torch.device) -> None:
-    """Raise a ValueError naming the problem if ``device`` does not exist on this machine."""
+    """Raise a :class:`~googlenet.errors.ConfigError` if ``device`` does not exist on this machine."""
     device = torch.device(device)
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"device {device}: this machine has no CUDA GPU that PyTorch can use "
+            raise ConfigError(f"device {device}: this machine has no CUDA GPU that PyTorch can use "
                              "(torch.cuda.is_available() is False); use --device cpu or auto")
         if device.index is not None and device.index >= count:
-            raise ValueError(f"device {device}: this machine has {count} CUDA GPU(s), cuda:0 to "
+            raise ConfigError(f"device {device}: this machine has {count} CUDA GPU(s), cuda:0 to "
                              f"cuda:{count - 1}")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device}: Apple's MPS is not available here (it needs a Mac with "
+        raise ConfigError(f"device {device}: Apple's MPS is not available here (it needs a Mac with "
                          "Apple silicon or an AMD GPU); use --device cpu or auto")
 
 
@@ -139,14 +141,13 @@ class DevicePlan:
     amp: str  # "bf16", "fp16" (with a gradient scaler) or "none"
     batch_size: int  # of the full Fashion-MNIST setting (the book's training chapters)
     workers: int  # loader processes for image files
-    pin_memory: bool
-    compile: bool
+    pin_memory: bool  # what the loaders do: :func:`pins_memory`
     reasons: dict[str, str]
 
     def lines(self) -> list[str]:
         """One line per decision: ``precision: bf16 (why)``."""
         values = {"precision": self.amp, "batch size": self.batch_size, "loader workers": self.workers,
-                  "pinned memory": self.pin_memory, "torch.compile": self.compile}
+                  "pinned memory": self.pin_memory}
         return [f"{k}: {v} ({self.reasons[k]})" for k, v in values.items()]
 
 
@@ -181,10 +182,13 @@ def plan_for(facts: DeviceFacts) -> DevicePlan:
         "loader workers": (f"{facts.cores} CPU cores feed the GPU" if gpu
                            else f"half of {facts.cores} CPU cores; the rest train"),
         "pinned memory": "faster copies to a CUDA GPU" if facts.type == "cuda" else "only CUDA uses it",
-        "torch.compile": "off unless asked for (--compile): whether compiling pays back in the "
-                         "book's runs is not measured",
     }
-    return DevicePlan(amp, batch, workers, facts.type == "cuda", False, reasons)
+    return DevicePlan(amp, batch, workers, pins_memory(facts.type), reasons)
+
+
+def pins_memory(device_type: str) -> bool:
+    """Whether loaders pin their batches' memory: for copies to a CUDA GPU only."""
+    return device_type == "cuda"
 
 
 def device_plan(device: str | torch.device) -> DevicePlan:
@@ -201,7 +205,7 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``--amp``; ``auto`` is the device's :func:`precision`: bf16 where it is
     fast, fp16 on a GPU with fp16 tensor cores only (with a gradient scaler), else full precision."""
     if amp not in AMP:
-        raise ValueError(f"amp must be one of {AMP}, got {amp!r}")
+        raise ConfigError(f"amp must be one of {AMP}, got {amp!r}")
     if amp == "auto":
         amp = precision(device_facts(device))[0]
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +30,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, read_checkpoint, restore_training, save_checkpoint
+from .architecture import AUX_LOSS_WEIGHT
+from .checkpoint import CheckpointError, check_resumable, read_checkpoint, restore_training, save_checkpoint
 from .config import TrainConfig, changed_fields, stem_for
 from .data import Data, load_data
 from .device import (
@@ -45,6 +43,8 @@ from .device import (
     pick_device,
     seed_for,
 )
+from .errors import ConfigError
+from .files import write_json
 from .loaders import make_loader
 from .metrics import evaluate
 from .model import GoogLeNet, GoogLeNetOutputs, googlenet_loss
@@ -61,7 +61,7 @@ class NonFiniteLossError(RuntimeError):
 def train_step(
     model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, *,
     scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
-    aux_weight: float = 0.3, label_smoothing: float = 0.0,
+    aux_weight: float = AUX_LOSS_WEIGHT, label_smoothing: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """One optimisation step; returns the (detached) loss and the main logits."""
     with torch.autocast(x.device.type, amp_dtype) if amp_dtype else contextlib.nullcontext():
@@ -355,7 +355,8 @@ class Run:
         return min(1.0, max(by_steps, self.time_used))
 
     def train_time_now(self) -> float:
-        return self.train_time + (time.perf_counter() - self.epoch_start if self.epoch_start else 0.0)
+        running = time.perf_counter() - self.epoch_start if self.epoch_start is not None else 0.0
+        return self.train_time + running
 
     def out_of_time(self) -> bool:
         """Update the share of the time limit used; True once it is all spent.
@@ -396,7 +397,7 @@ class Run:
                     "stopped_early": self.stopped_early}
         save_checkpoint(self.config.run_dir / "checkpoint.pt", self._meta(), self.net, average=self.average,
                         optimizer=self.optimizer, scaler=self.scaler, progress=progress, history=self.history)
-        _write_json(self.history, self.config.run_dir / "metrics.json")
+        write_json(self.history, self.config.run_dir / "metrics.json")
 
     def _resume(self) -> None:
         path = self.config.run_dir / "checkpoint.pt"
@@ -404,6 +405,7 @@ class Run:
             self.say(f"no checkpoint at {path} to resume from: starting from scratch")
             return
         state = read_checkpoint(path)
+        check_resumable(state, path)
         if state["model_kwargs"] != self.model_kwargs or state["dataset"] != self.data.name:
             raise CheckpointError(
                 f"{path} was trained on {state['dataset']} with GoogLeNet({state['model_kwargs']}); this "
@@ -412,7 +414,7 @@ class Run:
             )
         changed = changed_fields((state.get("history") or {}).get("config", {}), self.config)
         if changed:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot resume {path}: these settings differ from the saved run's ({'; '.join(changed)}). "
                 "Resume with the saved settings, or use another --out-dir for a new run."
             )
@@ -427,8 +429,3 @@ class Run:
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
-
-def _write_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)

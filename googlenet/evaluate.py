@@ -9,7 +9,6 @@ The measuring itself is :func:`googlenet.metrics.evaluate`.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from .cli import Parser, checked, command_line, run_main
 from .config import AT_LEAST_1
 from .data import load_data
 from .device import pick_device
+from .files import write_json
 from .loaders import make_loader
 from .metrics import evaluate, report
 from .provenance import provenance
@@ -59,11 +59,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(report(metrics, meta["classes"]))
 
     out = args.out or args.checkpoint.with_name("confusion_matrix.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
     ax = plot_confusion_matrix(metrics["confusion"], meta["classes"])
     ax.figure.savefig(out, dpi=150, bbox_inches="tight")
     command = command_line("googlenet.evaluate", sys.argv[1:] if argv is None else argv)
     record = {**metrics, "precision": "float32", "subset": args.subset, **provenance(command)}
-    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    write_json(record, out.with_suffix(".json"))
     print(f"confusion matrix saved to {out} (numbers in {out.with_suffix('.json')})")
     return metrics
 

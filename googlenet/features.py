@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .hooks import hooked, recording
 from .model import ConvBlock, GoogLeNet, Inception, InceptionAux
 
 BRANCHES = ("branch1", "branch2", "branch3", "branch4")
@@ -46,17 +47,8 @@ def capture(model: nn.Module, x: Tensor, names: list[str]) -> dict[str, Tensor]:
     Outputs are cloned when captured: a later in-place operation (GoogLeNet's ReLUs are in
     place) would otherwise change them. The training flag is restored and the hooks removed.
     """
-    outputs: dict[str, Tensor] = {}
-    hooks = [model.get_submodule(name).register_forward_hook(
-        lambda m, i, o, name=name: outputs.__setitem__(name, o.detach().clone())) for name in names]
-    was_training = model.training
-    try:
-        model.eval()
+    with recording(model, names, clone=True) as outputs:
         model(x)
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
     return {name: outputs[name] for name in names}
 
 
@@ -72,16 +64,16 @@ def trace(model: GoogLeNet, input_size: int = 224) -> list[Stage]:
     The pass runs in training mode (so the auxiliary heads run) on a copy of the model, so
     batch-norm statistics of ``model`` are left untouched.
     """
-    probe = copy.deepcopy(model).train()
-    order: list[Stage] = []
-    hooks = [m.register_forward_hook(
-        lambda m, i, o, name=name: order.append(Stage(name, m, tuple(o.shape[1:]))))
-        for name, m in probe.named_children()]
-    probe(torch.zeros(2, probe.in_channels, input_size, input_size))  # 2: batch norm needs > 1
-    for h in hooks:
-        h.remove()
+    probe = copy.deepcopy(model)
     modules = dict(model.named_children())
-    return [Stage(s.name, modules[s.name], s.shape) for s in order]
+    order: list[Stage] = []
+
+    def seen(name: str, output: Tensor) -> None:
+        order.append(Stage(name, modules[name], tuple(output.shape[1:])))
+
+    with hooked(probe, dict.fromkeys(modules, seen), train=True):
+        probe(torch.zeros(2, probe.in_channels, input_size, input_size))  # 2: batch norm needs > 1
+    return order
 
 
 def _conv_label(block: ConvBlock) -> str:

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision.transforms import v2 as T
 
 from .data import PAD, ClassFolder, Data, TensorImages, eval_transform
-from .device import seed_for
+from .device import pins_memory, seed_for
 
 
 def shard_indices(
@@ -185,7 +185,7 @@ class BatchLoader:
         self.loader = DataLoader(
             SeededSamples(dataset), batch_size, sampler=self.sampler, num_workers=workers,
             persistent_workers=workers > 0, drop_last=shuffle and len(self.sampler) >= batch_size,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=pins_memory(self.device.type),
         )
 
     def set_epoch(self, epoch: int) -> None:

@@ -33,8 +33,11 @@ DEFAULT_DROPOUT = {"paper": 0.4, "torchvision": 0.2}  # torchvision lowered the 
 BN_EPS = 0.001  # torchvision's value (inherited from the TensorFlow port)
 # torchvision's `transform_input`: turns ImageNet-normalised input into the [-1, 1] scaling
 # the ported weights expect, channel by channel (x * scale + shift).
-_TRANSFORM_SCALE = (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5)
-_TRANSFORM_SHIFT = ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5)
+# ImageNet's per-channel mean and std (of images in [0, 1]): what torchvision's ImageNet weights expect
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# transform_input: torchvision's ImageNet file expects inputs normalised as (x - 0.5) / 0.5
+_TRANSFORM_SCALE = tuple(s / 0.5 for s in IMAGENET_STD)
+_TRANSFORM_SHIFT = tuple((m - 0.5) / 0.5 for m in IMAGENET_MEAN)
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -148,7 +151,7 @@ class GoogLeNet(nn.Module):
         stem: ``"imagenet"`` (7x7/2 convolution, for 224 px) or ``"small"`` (3x3/1 convolution,
             for 28-64 px images such as Fashion-MNIST and CIFAR-10).
         dropout: before the classifier; None means the variant's own (0.4 paper, 0.2 torchvision).
-        aux_dropout: inside the auxiliary heads (0.7 in both).
+        dropout_aux: inside the auxiliary heads (0.7 in both).
         transform_input: torchvision's input re-scaling used by its ImageNet weights.
         blocks: ``[conv_block, inception_block, inception_aux_block]`` to build from, as in
             torchvision (default ``[ConvBlock, Inception, InceptionAux]``): swap in your own to change
@@ -167,7 +170,7 @@ class GoogLeNet(nn.Module):
         in_channels: int = 3,
         stem: str = "imagenet",
         dropout: float | None = None,
-        aux_dropout: float = 0.7,
+        dropout_aux: float = 0.7,
         transform_input: bool = False,
         blocks: Sequence[Callable[..., nn.Module]] | None = None,
     ) -> None:
@@ -185,7 +188,7 @@ class GoogLeNet(nn.Module):
             raise ValueError(f"in_channels must be an integer >= 1, got {in_channels!r}")
         dropout = DEFAULT_DROPOUT[variant] if dropout is None else dropout
         _check_probability("dropout", dropout)
-        _check_probability("aux_dropout", aux_dropout)
+        _check_probability("dropout_aux", dropout_aux)
         if transform_input and in_channels != 3:
             raise ValueError("transform_input re-scales 3 RGB channels; it needs in_channels=3")
 
@@ -231,7 +234,7 @@ class GoogLeNet(nn.Module):
         if aux_logits:
             # the paper pools 5x5/3 (14x14 -> 4x4 at 224 px); torchvision pools adaptively to 4x4
             pool = (lambda: nn.AvgPool2d(5, stride=3)) if paper and stem == "imagenet" else lambda: None
-            aux = {"batch_norm": bn, "dropout": aux_dropout, "conv_block": conv_block}
+            aux = {"batch_norm": bn, "dropout": dropout_aux, "conv_block": conv_block}
             self.aux1 = aux_block(width(AUX_AFTER["aux1"]), num_classes, pool=pool(), **aux)
             self.aux2 = aux_block(width(AUX_AFTER["aux2"]), num_classes, pool=pool(), **aux)
         else:

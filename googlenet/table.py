@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .architecture import PAPER_TABLE1
+from .hooks import recording
 from .model import GoogLeNet
 
 # Table 1 lists conv2 and conv3 of the stem as one "convolution 3x3/1, depth 2" row; local
@@ -37,30 +38,19 @@ def table1(model: GoogLeNet, input_size: int = 224) -> list[MeasuredRow]:
 
     Auxiliary heads are not part of Table 1 and are not counted.
     """
-    macs: dict[nn.Module, int] = {}
-    outputs: dict[str, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(lambda m, i, o: macs.__setitem__(m, macs.get(m, 0) + _macs(m, o)))
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    for row in PAPER_TABLE1:
-        last = getattr(model, _ROW_MODULES.get(row.name, (row.name,))[-1])
-        hooks.append(last.register_forward_hook(
-            lambda m, i, o, name=row.name: outputs.__setitem__(name, _hwc(o))))
-    was_training = model.training
-    try:
-        model.eval()
-        param = next(model.parameters())
+    layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    last = {row.name: _ROW_MODULES.get(row.name, (row.name,))[-1] for row in PAPER_TABLE1}
+    param = next(model.parameters())
+    with recording(model, {*layers, *last.values()}) as outputs:
         model(torch.zeros(1, model.in_channels, input_size, input_size, dtype=param.dtype,
                           device=param.device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    macs = {model.get_submodule(n): _macs(model.get_submodule(n), outputs[n]) for n in layers if n in outputs}
     rows = []
     for row in PAPER_TABLE1:
         modules = [getattr(model, n) for n in _ROW_MODULES.get(row.name, (row.name,))]
         params = sum(p.numel() for m in modules for p in m.parameters())
         row_macs = sum(macs.get(sub, 0) for m in modules for sub in m.modules())
-        rows.append(MeasuredRow(row.name, outputs[row.name], params, row_macs))
+        rows.append(MeasuredRow(row.name, _hwc(outputs[last[row.name]]), params, row_macs))
     return rows
 
 

@@ -17,7 +17,7 @@ training images, their visualisations, and their strongest test images::
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -27,13 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_model, reference_checkpoint
+from .checkpoint import load_model
 from .cli import Parser, checked, command_line, run_main
 from .config import AT_LEAST_1
 from .data import load_data
 from .device import pick_device
 from .features import capture, inception_names
+from .files import write_json
+from .hooks import hooked
 from .loaders import make_loader
+from .weights import reference_checkpoint
 
 # Lucid's square root of ImageNet's colour correlation matrix (from its SVD), columns normalised by
 # the largest column norm: multiplying decorrelated parameters by it gives correlated RGB.
@@ -169,21 +172,13 @@ def activations(model: nn.Module, x: Tensor, layers: set[str]) -> dict[str, Tens
     """Outputs of ``layers`` for input ``x``, with gradients, running the model only as far as needed."""
     found: dict[str, Tensor] = {}
 
-    def keep(name: str) -> Callable:
-        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
-            found[name] = output
-            if found.keys() == layers:
-                raise _Enough
-        return hook
+    def keep(name: str, output: Tensor) -> None:
+        found[name] = output
+        if found.keys() == layers:
+            raise _Enough
 
-    hooks = [model.get_submodule(name).register_forward_hook(keep(name)) for name in layers]
-    try:
+    with hooked(model, dict.fromkeys(layers, keep), train=None), contextlib.suppress(_Enough):
         model(x)
-    except _Enough:
-        pass
-    finally:
-        for h in hooks:
-            h.remove()
     return found
 
 
@@ -203,17 +198,13 @@ def render(model: nn.Module, objective: Objective, *, batch: int = 1, size: int 
                        generator=generator).to(device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
     m, s = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
-    was_training = model.training
-    model.eval()
-    try:
+    with hooked(model, {}):  # eval mode, restored after
         for _ in range(steps):
             x = image()
             x = transform(x, generator) if robust else x
             score = objective(activations(model, (x - m) / s, objective.layers))
             (image.raw.grad,) = torch.autograd.grad(-score, image.raw)
             optimizer.step()
-    finally:
-        model.train(was_training)
     with torch.no_grad():
         return image()
 
@@ -329,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
               + " ".join(f"{v / t:.1f}" for v, t in zip(record["layers"][layer]["visualisation"],
                                                        record["layers"][layer]["best_test_image"],
                                                        strict=True)), flush=True)
-    (args.out / "sheets.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_json(record, args.out / "sheets.json")
     return record
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -35,10 +36,11 @@ def test_train_evaluate_predict_end_to_end(image_folder, tmp_path):
     assert metrics["command"] == f"python -m googlenet.train --dataset folder --data-root {image_folder} " \
         f"--image-size 32 --epochs 1 --batch-size 8 --workers 0 --out-dir {out} --amp bf16"
 
-    report = run("googlenet.evaluate", "--checkpoint", str(out / "checkpoint.pt"))
+    picture = tmp_path / "not" / "yet" / "confusion.png"  # evaluate into a folder that does not exist
+    report = run("googlenet.evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(picture))
     assert "accuracy" in report and "circle" in report and "(4 images)" in report
-    assert (out / "confusion_matrix.png").stat().st_size > 1000
-    assert sum(map(sum, json.loads((out / "confusion_matrix.json").read_text())["confusion"])) == 12
+    assert picture.stat().st_size > 1000
+    assert sum(map(sum, json.loads(picture.with_suffix(".json").read_text())["confusion"])) == 12
 
     image = image_folder / "val" / "square" / "0.png"
     lines = run("googlenet.predict", str(image), "--checkpoint", str(out / "checkpoint.pt")).splitlines()
@@ -90,6 +92,76 @@ def test_user_mistakes_get_one_line_and_no_traceback(tmp_path, image_folder):
     assert "--repetitions: 0 is not >= 1" in fails("googlenet.bench", "--repetitions", "0")
     assert "ImageFolder dataset not found" in fails("googlenet.train", "--dataset", "folder", "--data-root",
                                                     str(tmp_path / "nothing"), "--device", "cpu")
+
+
+def test_predict_on_a_file_that_is_not_an_image_gets_one_line(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image, whatever its name says")
+    err = fails("googlenet.predict", str(text), "--weights", "FASHION_MNIST_SMALL", "--device", "cpu")
+    assert "cannot identify image file" in err and "notes.png" in err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    """Only a UserError (or a command's own user errors) is one line; a ValueError is a bug's."""
+    from googlenet.cli import run_main
+    from googlenet.errors import ConfigError
+
+    def buggy(argv):
+        raise ValueError("an internal mistake")
+
+    def mistaken(argv):
+        raise ConfigError("lr must be a number > 0, got -1")
+
+    with pytest.raises(ValueError, match="an internal mistake"):
+        run_main(buggy)
+    with pytest.raises(SystemExit) as exit_:
+        run_main(mistaken)
+    assert exit_.value.code == 2 and capsys.readouterr().err == "error: lr must be a number > 0, got -1\n"
+
+
+@pytest.fixture(scope="module")
+def fp16_run(image_folder, tmp_path_factory):
+    """``--amp fp16`` on a CPU: one epoch with a gradient scaler; its flags and folder."""
+    out = tmp_path_factory.mktemp("fp16") / "run"
+    flags = ["--dataset", "folder", "--data-root", str(image_folder), "--image-size", "32", "--epochs", "1",
+             "--batch-size", "8", "--workers", "0", "--no-progress", "--device", "cpu", "--amp", "fp16"]
+    run("googlenet.train", *flags, "--out-dir", str(out))
+    return flags, out
+
+
+def test_fp16_on_a_cpu_trains_with_a_gradient_scaler(fp16_run):
+    flags, out = fp16_run
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["scaler"] and state["scaler"]["scale"] > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["amp"] == "fp16"
+    assert all(math.isfinite(epoch["train_loss"]) for epoch in metrics["epochs"])
+
+
+def test_resuming_a_corrupt_or_evaluation_only_checkpoint_gets_one_line(fp16_run, tmp_path):
+    from googlenet.checkpoint import export_for_evaluation
+
+    flags, out = fp16_run
+    corrupt, copy = tmp_path / "corrupt", tmp_path / "copy"
+    corrupt.mkdir()
+    (corrupt / "checkpoint.pt").write_bytes((out / "checkpoint.pt").read_bytes()[:4096])
+    export_for_evaluation(out / "checkpoint.pt", copy / "checkpoint.pt")
+    err = fails("googlenet.train", *flags, "--resume", "--out-dir", str(corrupt))
+    assert "corrupt or truncated" in err
+    err = fails("googlenet.train", *flags, "--resume", "--out-dir", str(copy))
+    assert "holds no optimizer state (an evaluation-only copy?)" in err
+
+
+def test_the_sheets_command_runs_as_a_command(tmp_path):
+    """``python -m googlenet.visualize`` on the 28 px reference run, tiny: two layers' worth of work."""
+    out = tmp_path / "sheets"
+    log = run("googlenet.visualize", "--checkpoint", str(reference_checkpoint("fashion_mnist_small")),
+              "--out", str(out), "--channels", "1", "--steps", "2", "--images", "20", "--top", "1",
+              "--device", "cpu")
+    record = json.loads((out / "sheets.json").read_text())
+    assert record["command"].startswith("python -m googlenet.visualize --checkpoint")
+    assert "conv1" in record["layers"] and (out / "conv1.png").stat().st_size > 1000
+    assert "conv1: channels" in log
 
 
 def test_a_diverging_run_stops_with_one_line(image_folder, tmp_path):

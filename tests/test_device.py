@@ -49,9 +49,9 @@ def test_every_decision_on_each_gpu(monkeypatch, gpu):
                                                          "none": None}[plan.amp]
     assert dev.fast_bf16("cuda") == (plan.amp == "bf16")
     assert plan.batch_size == (128 if gpu == "small_gpu" else 256)
-    assert plan.workers == min(8, cores) and plan.pin_memory and not plan.compile
+    assert plan.workers == min(8, cores) and plan.pin_memory
     lines = plan.lines()
-    assert len(lines) == 5 and lines[0].startswith(f"precision: {plan.amp} (compute capability")
+    assert len(lines) == 4 and lines[0].startswith(f"precision: {plan.amp} (compute capability")
 
 
 def test_colab_t4_takes_fp16_although_torch_says_it_emulates_bf16(monkeypatch):
@@ -71,7 +71,7 @@ def test_apple_mps_trains_in_float32_without_pinned_memory():
 def test_cpus_with_and_without_native_bf16(cpu_bf16):
     plan = plan_for(DeviceFacts("cpu", "AMD EPYC", 2, cpu_bf16=cpu_bf16))
     assert plan.amp == ("bf16" if cpu_bf16 else "none")
-    assert (plan.batch_size, plan.workers, plan.pin_memory, plan.compile) == (128, 1, False, False)
+    assert (plan.batch_size, plan.workers, plan.pin_memory) == (128, 1, False)
 
 
 @pytest.mark.parametrize(("flags", "capability", "native"), [

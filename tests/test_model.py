@@ -156,7 +156,7 @@ def test_bad_input_is_explained_before_the_network_runs(kwargs, x, message):
 @pytest.mark.parametrize("kwargs,message", [
     (dict(num_classes=0), "num_classes must be an integer >= 1"),
     (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
-    (dict(aux_dropout=-0.1), r"aux_dropout must be in \[0, 1\)"),
+    (dict(dropout_aux=-0.1), r"dropout_aux must be in \[0, 1\)"),
     (dict(variant="inception-v3"), "unknown variant 'inception-v3'; expected one of"),
     (dict(stem="cifar"), "unknown stem 'cifar'; expected one of"),
 ])

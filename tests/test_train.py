@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import types
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,18 +20,17 @@ import pytest
 import torch
 
 import googlenet.engine as engine
-from googlenet import GoogLeNet, TrainConfig
+from googlenet import GoogLeNet, TrainConfig, reference_checkpoint
 from googlenet.checkpoint import (
     CheckpointError,
     export_for_evaluation,
     load_model,
     read_checkpoint,
-    reference_checkpoint,
     save_checkpoint,
-    write_atomically,
 )
 from googlenet.device import seed_for
 from googlenet.engine import NonFiniteLossError, lr_at, train, train_step, weight_average
+from googlenet.files import write_atomically
 from googlenet.plots import plot_confusion_matrix, plot_history
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,7 +44,7 @@ def tiny_config(tmp_path: Path, data_root: Path, **overrides) -> TrainConfig:
 
 def test_a_small_googlenet_overfits_one_batch():
     torch.manual_seed(0)
-    model = GoogLeNet(4, variant="torchvision", stem="small", in_channels=1, dropout=0.0, aux_dropout=0.0)
+    model = GoogLeNet(4, variant="torchvision", stem="small", in_channels=1, dropout=0.0, dropout_aux=0.0)
     x, y = torch.randn(16, 1, 16, 16), torch.arange(16) % 4
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = [train_step(model.train(), x, y, optimizer)[0].item() for _ in range(25)]
@@ -154,7 +155,10 @@ def test_history_checkpoint_and_load_model(fmnist_root, tmp_path):
     plt.close("all")
 
 
-def test_time_limit_stops_cleanly_and_the_schedule_still_anneals(fmnist_root, tmp_path):
+def test_time_limit_stops_cleanly_and_the_schedule_still_anneals(fmnist_root, tmp_path, monkeypatch):
+    """On a clock that moves a tenth of a second at each reading, whatever the machine's speed."""
+    readings = itertools.count(0.0, 0.1)
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
     config = tiny_config(tmp_path, fmnist_root, subset=2000, epochs=5, time_limit=2.0)
     history = train(config)
     assert history["stopped_early"] and len(history["epochs"]) == 1 and not history["epochs"][0]["complete"]
@@ -219,7 +223,7 @@ def test_a_non_finite_loss_stops_the_run_at_once(fmnist_root, tmp_path, monkeypa
 
 
 def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = write_atomically({"model": {"w": torch.ones(3)}}, tmp_path / "checkpoint.pt")
+    path = write_atomically(tmp_path / "checkpoint.pt", partial(torch.save, {"model": {"w": torch.ones(3)}}))
 
     def dies_mid_write(obj, f):
         f.write(b"half a checkpoint")
@@ -227,7 +231,7 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", dies_mid_write)
     with pytest.raises(OSError):
-        write_atomically({"model": {"w": torch.zeros(3)}}, path)
+        write_atomically(path, partial(torch.save, {"model": {"w": torch.zeros(3)}}))
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["model"]["w"], torch.ones(3))
 
@@ -341,7 +345,7 @@ def test_checkpoints_of_every_kind_load(fmnist_root, tmp_path):
     old["model_kwargs"] = meta["model_kwargs"]  # the training run's model, auxiliary heads included
     old.update(format="googlenet-checkpoint", version=1, model=model.state_dict(), optimizer={}, scaler={},
                average={"weights": model.state_dict(), "updates": 3}, rng=torch.get_rng_state(), epoch=1)
-    legacy, _ = load_model(write_atomically(old, tmp_path / "old.pt"))
+    legacy, _ = load_model(write_atomically(tmp_path / "old.pt", partial(torch.save, old)))
     with torch.no_grad():
         assert torch.equal(legacy(x), model(x))
 
@@ -350,6 +354,8 @@ RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 
 
 def test_committed_checkpoints_load():
-    for path in sorted(RESULTS.glob("*/model.pt")):  # one test, not a parametrized one that may be empty
+    paths = sorted(RESULTS.glob("*/model.pt"))
+    assert [p.parent.name for p in paths] == ["fashion_mnist_96", "fashion_mnist_small"]
+    for path in paths:
         model, meta = load_model(reference_checkpoint(path.parent.name))
         assert not model.training and len(meta["classes"]) == model.fc.out_features, path

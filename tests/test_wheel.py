@@ -17,18 +17,24 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import skimage.data
 from PIL import Image
 
+import googlenet
 from googlenet.data import load_data
 from googlenet.weights import GoogLeNet_Weights
-from googlenet.weights import main as release_assets
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book"))
+from release_weights import main as release_assets  # noqa: E402  (book production, beside the book)
+
+BOOK_PRODUCTION = ("gpu_report", "release_weights")  # book/'s commands, which the wheel must not hold
 USE = """
 import importlib.metadata, json, sys, torch
 import googlenet
 from googlenet import GoogLeNet_Weights, googlenet as build
-out = {"package": googlenet.__file__, "requires": importlib.metadata.requires("googlenet")}
+out = {"package": googlenet.__file__, "requires": importlib.metadata.requires("googlenet"),
+       "versions": [importlib.metadata.version("googlenet"), googlenet.__version__]}
 for variant in ("paper", "torchvision"):
     for stem, size in (("imagenet", 96), ("small", 28)):
         model = build(num_classes=10, variant=variant, stem=stem, in_channels=1).eval()
@@ -58,7 +64,12 @@ def test_the_wheel_holds_the_package_and_nothing_of_the_book(dist):
     (wheel,) = dist.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "googlenet/weights.py" in names and any(n.endswith("licenses/LICENSE") for n in names)
+    runs = ("fashion_mnist_small", "fashion_mnist_96")
+    calibrations = {f"googlenet/calibration/{run}.json" for run in runs}
+    assert calibrations <= set(names)  # predict's "unlike the training images" line, outside a clone
     assert not [n for n in names if n.startswith(("book/", "tests/", "hubconf"))]
+    assert not [n for n in names if Path(n).stem in BOOK_PRODUCTION], names
+    assert all((ROOT / "book" / f"{module}.py").is_file() for module in BOOK_PRODUCTION)
     assert len(list(dist.glob("*.tar.gz"))) == 1
 
 
@@ -73,13 +84,15 @@ def fresh(dist, tmp_path_factory) -> tuple[Path, dict[str, str], Path]:
     libraries = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
     (Path(site) / "libraries.pth").write_text("".join(f"{path}\n" for path in libraries))
     (wheel,) = dist.glob("*.whl")
+    # no PYTHONPATH, for pip too: a source tree on it (with the build's googlenet.egg-info) would pass
+    # for an installed googlenet, and pip would skip the wheel
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     _run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index",
-         wheel)
+         wheel, env=env)
     release = tmp / "release"
     release_assets([str(release)])
     work = tmp / "work"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     env.update(TORCH_HOME=str(tmp / "torch"), GOOGLENET_WEIGHTS_URL=release.as_uri())
     return python, env, work
 
@@ -91,6 +104,7 @@ def test_the_installed_wheel_builds_and_loads_weights_outside_a_clone(fresh):
     shapes = {k: v for k, v in out.items() if "/" in k}
     assert shapes == {f"{v}/{s}": [1, 10] for v in ("paper", "torchvision") for s in ("imagenet", "small")}
     assert out["params"] == GoogLeNet_Weights.FASHION_MNIST_SMALL.meta["num_params"]
+    assert out["versions"] == [googlenet.__version__] * 2  # one source: pyproject reads the package's
     core = [r for r in out["requires"] if "extra ==" not in r]
     assert {r.split(">")[0].split("=")[0] for r in core} == {"torch", "torchvision", "tqdm", "matplotlib",
                                                              "numpy", "pillow"}
@@ -105,10 +119,12 @@ def test_predict_on_an_image_file_outside_a_clone(fresh):
     test = load_data("fashion_mnist").test
     sure = [i for i, (p, m) in enumerate(zip(evaluation["predictions"], evaluation["margins"], strict=True))
             if p == int(test.labels[i]) and m > 3]
-    image = work / "item.png"
+    image, photo = work / "item.png", work / "astronaut.png"
     Image.fromarray(test.images[sure[0], 0].numpy()).save(image)
-    out = _run(python, "-m", "googlenet.predict", image, "--weights", "FASHION_MNIST_SMALL",
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    out = _run(python, "-m", "googlenet.predict", image, photo, "--weights", "FASHION_MNIST_SMALL",
                "--device", "cpu", cwd=work, env=env)
+    assert out.splitlines()[6] == str(photo) and out.splitlines()[12].startswith("  unlike the Fashion-MNIST")
     first = out.splitlines()[1].split()
     assert first[0] == "1." and " ".join(first[1:-1]) == GoogLeNet_Weights.FASHION_MNIST_SMALL.meta[
         "categories"][int(test.labels[sure[0]])], out

@@ -1,4 +1,6 @@
-"""Every GPU figure of the book in one command: ``python -m googlenet.gpu_report --out book/results/gpu/``.
+"""Every GPU figure of the book in one command: ``python book/gpu_report.py --out book/results/gpu/``.
+
+Book production, beside the book's helpers: not part of the installed package (it uses the package).
 
 On one NVIDIA GPU the report runs five parts and writes one JSON file per part into ``--out``
 (``bench.json``, ``mfu.json``, ...), each with :func:`googlenet.provenance.provenance`'s record
@@ -38,6 +40,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -55,11 +58,14 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import bench
-from .cli import Parser, add_config_flags, command_line, config_flags, run_main
-from .config import check_fields, flag
-from .model import GoogLeNet
-from .provenance import provenance
+from googlenet import bench
+from googlenet.cli import Parser, add_config_flags, command_line, config_flags, run_main
+from googlenet.config import check_fields, flag
+from googlenet.files import write_json
+from googlenet.model import GoogLeNet
+from googlenet.provenance import provenance
+
+PROG = "python book/gpu_report.py"
 
 BUDGET_S = {"bench": 230, "mfu": 15, "fashion_mnist": 60, "reference_96": 210, "ablation": 210}
 PHASES = (("bench",), ("mfu",), ("fashion_mnist",), ("reference_96", "ablation"))  # a phase's parts: at once
@@ -327,7 +333,7 @@ def run_part(name: str, cfg: ReportConfig, scale: Scale, command: str) -> dict[s
               "wall_s": wall, "error": error}
     record |= {key: value for key, value in result.items() if key not in record}
     path = Path(cfg.out) / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    write_json(record, path)
     say(f"{name}: {'FAILED, ' + error if error else 'done'} after {wall:.0f} s; wrote {path}")
     return record
 
@@ -351,7 +357,7 @@ def run_report(cfg: ReportConfig, command: str) -> dict[str, dict[str, Any]]:
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Parse the flags and run the report; without a GPU, only ``--dry-run`` runs."""
     args = sys.argv[1:] if argv is None else argv
-    parser = Parser(prog="python -m googlenet.gpu_report",
+    parser = Parser(prog=PROG,
                     description="Every GPU figure of the book in one command, within 9 minutes on one "
                                 "H100-class GPU: the benchmark, model-FLOPs utilisation, Fashion-MNIST to "
                                 "94%, the 96 px reference run and the ablation; one JSON file per part.")
@@ -359,7 +365,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     cfg = ReportConfig(**vars(parser.parse_args(args)))
     if not cfg.dry_run and not torch.cuda.is_available():
         raise NoGPUError("no CUDA GPU here: the report needs one (--dry-run rehearses it on the CPU)")
-    return run_report(cfg, command_line("googlenet.gpu_report", args))
+    return run_report(cfg, shlex.join([*PROG.split(), *args]))
 
 
 if __name__ == "__main__":
