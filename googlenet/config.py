@@ -1,4 +1,4 @@
-"""What a training run is: :class:`TrainConfig`, its two recipes, and the checks on every field.
+"""What a training run is: :class:`TrainConfig`, its recipes, and the checks on every field.
 
 ``TrainConfig(recipe="paper")`` is the paper's recipe on the paper's network (``variant="paper"``);
 any field given explicitly overrides the recipe's value. Each field is also a command-line flag of
@@ -108,8 +108,9 @@ class TrainConfig:
     """Everything one training run needs; field ``batch_size`` is the flag ``--batch-size``.
 
     Fields left at None take the value of ``recipe`` (:data:`RECIPES`): ``"fast"``, a modern
-    one-cycle recipe on the torchvision layout (batch norm), or ``"paper"``, the paper's SGD with a
-    step schedule and Polyak averaging on the paper's network.
+    one-cycle recipe on the torchvision layout (batch norm), ``"paper"``, the paper's SGD with a
+    step schedule and Polyak averaging on the paper's network, or ``"speedrun"``, the fast recipe made
+    for few epochs (issue 27: a linear schedule, lower resolution early, flip test-time augmentation).
     The values are resolved when the config is made, so ``dataclasses.replace(config, recipe=...)``
     keeps the old recipe's values: make a new ``TrainConfig(recipe=..., ...)`` instead.
     """
