@@ -11,7 +11,7 @@ import gzip
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -55,6 +55,7 @@ STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 PAD = {"fashion_mnist": 2, "cifar10": 4}  # pixels of zero padding before the random crop
 NATIVE_SIZE = {"fashion_mnist": 28, "cifar10": 32, "imagenette": 224, "folder": 224}
 MEAN_STD_SAMPLE = 512  # images read to estimate an ImageFolder tree's statistics
+VALIDATION_SEED = 1  # the validation split is the same sample of training images in every run
 
 
 class DatasetNotFoundError(NotFoundError):
@@ -271,6 +272,22 @@ def _take(split: TensorImages | Dataset, n: int | None) -> TensorImages | Datase
     if isinstance(split, TensorImages):
         return TensorImages(split.images[idx], split.labels[idx])
     return Subset(split, idx.tolist())
+
+
+def hold_out(data: Data, n: int) -> Data:
+    """``data`` with ``n`` training images (a fixed random sample) as its test split, the rest to train on.
+
+    A validation split to tune on, the test set left untouched; in-memory datasets only.
+    """
+    if not isinstance(data.train, TensorImages):
+        raise ValueError("val_split: only in-memory datasets (Fashion-MNIST, CIFAR-10) hold out images")
+    if not 0 < n < len(data.train):
+        raise ValueError(f"val_split must leave images to train on: {n} of {len(data.train)} training images")
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    images, labels = data.train.images, data.train.labels
+    val, train = order[:n].sort().values, order[n:].sort().values
+    return replace(data, train=TensorImages(images[train], labels[train]),
+                   test=TensorImages(images[val], labels[val]))
 
 
 def load_data(

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .architecture import AUX_LOSS_WEIGHT
 from .checkpoint import CheckpointError, check_resumable, read_checkpoint, restore_training, save_checkpoint
 from .config import TrainConfig, changed_fields, stem_for
-from .data import Data, load_data
+from .data import Data, hold_out, load_data
 from .device import (
     all_reduce,
     amp_dtype,
@@ -91,9 +91,11 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not (c.progress and run.rank == 0),
                leave=True, dynamic_ncols=True, file=sys.stdout)
     for x, y in bar:
+        progress = run.progress()
+        x = resize(x, size_at(c, progress))
         if c.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        lr = set_lr(run.optimizer, lr_at(c, run.progress(), epoch))
+        lr = set_lr(run.optimizer, lr_at(c, progress, epoch))
         loss, logits = train_step(run.model, x, y, run.optimizer, scaler=run.scaler, amp_dtype=run.amp_dtype,
                                   aux_weight=c.aux_weight, label_smoothing=c.label_smoothing)
         run.step, batches, images = run.step + 1, batches + 1, images + len(y)
@@ -135,11 +137,12 @@ def train(config: TrainConfig, *, command: str | None = None) -> dict[str, Any]:
             if run.average is not None and config.average == "polyak":
                 run.average.update_parameters(run.net)
             test = evaluate(run.eval_model, run.test_loader, len(run.data.classes), amp_dtype=run.amp_dtype,
-                            channels_last=config.channels_last)
-            record.update(test_loss=test["loss"], test_acc=test["accuracy"])
+                            channels_last=config.channels_last, flip=config.tta)
+            split = run.split  # "val" when tuning on a validation split, else "test"
+            record.update({f"{split}_loss": test["loss"], f"{split}_acc": test["accuracy"]})
             run.finish_epoch(record)
             run.say(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%} "
-                    f"| test loss {test['loss']:.4f} acc {test['accuracy']:.2%} "
+                    f"| {split} loss {test['loss']:.4f} acc {test['accuracy']:.2%} "
                     f"| {record['images_per_s']:.0f} img/s")
         if run.world_size > 1:  # leave together: with torch 2.6's gloo, a rank that tears its process
             dist.barrier()      # group down while rank 0 still writes the checkpoint hangs
@@ -156,11 +159,27 @@ def lr_at(config: TrainConfig, progress: float, epoch: int) -> float:
         return c.lr
     if c.schedule == "step":  # the paper: cut by 4% every 8 epochs
         return c.lr * c.step_gamma ** (epoch // c.step_every)
-    warmup = c.warmup if c.schedule == "onecycle" else 0.0
+    warmup = c.warmup if c.schedule in ("onecycle", "linear") else 0.0
     if progress < warmup:  # linear warm-up from lr / 25
         return c.lr * (1 + (MAX_LR_DIVISOR - 1) * progress / warmup) / MAX_LR_DIVISOR
     t = min(1.0, (progress - warmup) / (1 - warmup))
+    if c.schedule == "linear":
+        return c.lr * (1 - t)  # linear decay to zero
     return c.lr * 0.5 * (1 + math.cos(math.pi * t))  # cosine annealing to zero
+
+
+def size_at(config: TrainConfig, progress: float) -> int | None:
+    """Side of the training images when a fraction ``progress`` is done (progressive resizing), or None."""
+    sizes = config.progressive_sizes
+    return sizes[min(len(sizes) - 1, int(progress * len(sizes)))] if sizes else None
+
+
+def resize(x: Tensor, size: int | None) -> Tensor:
+    """A batch of images resized to ``size`` x ``size`` (bilinear, antialiased), or unchanged if None."""
+    if size is None or size == x.shape[-1]:
+        return x
+    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                     align_corners=False)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
@@ -294,6 +313,9 @@ class Run:
             dist.barrier()  # rank 0 downloads (if asked) before the others read
         self.data = load_data(c.dataset, c.data_root, download=c.download, image_size=c.image_size,
                               subset=c.subset)
+        self.split = "val" if c.val_split else "test"  # what the test loader reads: held out or the test set
+        if c.val_split:
+            self.data = hold_out(self.data, c.val_split)
         if self.rank == 0 and self.world_size > 1:
             dist.barrier()
         shard = {"seed": c.seed, "rank": self.rank, "world_size": self.world_size, "workers": self.workers,
@@ -378,7 +400,7 @@ class Run:
                 "model_kwargs": self.model_kwargs, "device": str(self.device), "world_size": self.world_size,
                 "amp": str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "none",
                 "epochs": [], "steps": [], "train_time_s": 0.0, "stopped_early": False,
-                "test_acc": None, "test_loss": None}
+                f"{self.split}_acc": None, f"{self.split}_loss": None}
 
     def _meta(self) -> dict[str, Any]:
         d = self.data
@@ -389,8 +411,8 @@ class Run:
         """Append the epoch to the history and save the checkpoint and metrics (rank 0 only)."""
         self.epoch = record["epoch"]
         self.history["epochs"].append(record)
-        self.history.update(train_time_s=self.train_time, stopped_early=self.stopped_early,
-                            test_acc=record["test_acc"], test_loss=record["test_loss"])
+        self.history.update({"train_time_s": self.train_time, "stopped_early": self.stopped_early,
+                             **{k: record[k] for k in (f"{self.split}_acc", f"{self.split}_loss")}})
         if self.rank != 0:
             return
         progress = {"epoch": self.epoch, "step": self.step, "train_time": self.train_time,

@@ -21,6 +21,7 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     per_image: bool = False,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` (in eval mode) on ``loader``.
 
@@ -28,7 +29,8 @@ def evaluate(
     ``torch.distributed`` each rank sees its shard and the counts are summed over ranks.
     ``per_image=True`` also returns, in the loader's order, each image's ``predictions`` and
     ``margins`` (its top logit minus the runner-up: near 0, rounding can flip the prediction);
-    under ``torch.distributed`` those are this rank's images only.
+    under ``torch.distributed`` those are this rank's images only. ``flip=True`` is test-time
+    augmentation: the logits are the mean of the image's and its mirror image's.
     """
     was_training = model.training
     model.eval()
@@ -42,6 +44,8 @@ def evaluate(
         autocast = torch.autocast(device.type, amp_dtype) if amp_dtype else contextlib.nullcontext()
         with autocast:
             logits = model(x).float()
+            if flip:
+                logits = (logits + model(x.flip(3)).float()) / 2
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         pairs = y * num_classes + logits.argmax(1)  # (true, predicted) as one index
         confusion += torch.bincount(pairs, minlength=num_classes**2).view_as(confusion)

@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   python -m googlenet.train --dataset cifar10 --epochs 30 --amp --channels-last --out-dir runs/cifar10
   python -m googlenet.train --dataset folder --data-root my_images --image-size 128 --epochs 20
   python -m googlenet.train --recipe paper --dataset imagenette --epochs 60
+  python -m googlenet.train --recipe speedrun --amp --channels-last --out-dir runs/speedrun
   python -m googlenet.train --out-dir runs/cifar10 --dataset cifar10 --epochs 30 --resume
   torchrun --nproc_per_node=4 -m googlenet.train --dataset cifar10 --epochs 30 --amp
 

@@ -6,6 +6,7 @@ import pytest
 
 from googlenet import TrainConfig
 from googlenet.config import RECIPES, SMALL_STEM_BELOW, changed_fields, stem_for
+from googlenet.train import build_parser
 
 
 def test_the_paper_recipe_applies_through_the_constructor():
@@ -34,13 +35,28 @@ def test_explicit_values_override_the_recipe():
     ("ema_decay", 1.0, r"ema_decay must be a number in \(0, 1\)"),
     ("workers", -1, "workers must be a number >= 0"),
     ("batch_size", True, "batch_size must be a number"),
-    ("schedule", "linear", "schedule must be one of"),
+    ("schedule", "triangle", "schedule must be one of"),
+    ("val_split", -1, "val_split must be a number >= 0"),
+    ("progressive_sizes", [20, 0], "progressive_sizes must be a number >= 1, got 0"),
     ("recipe", "modern", "recipe must be one of"),
     ("dataset", "mnist", "unknown dataset 'mnist'"),
 ])
 def test_every_field_is_checked(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{field: value})
+
+
+def test_the_speedrun_recipe_resolves_from_python_and_the_command_line():
+    run = TrainConfig(recipe="speedrun")
+    assert all(getattr(run, k) == v for k, v in RECIPES["speedrun"].items())
+    assert (run.schedule, run.tta, run.variant) == ("linear", True, "torchvision")
+    assert run.progressive_sizes[-1] == 28 and TrainConfig().progressive_sizes == [] and not TrainConfig().tta
+    run.progressive_sizes.append(99)  # each config has its own copy of the recipe's list
+    assert RECIPES["speedrun"]["progressive_sizes"][-1] == 28
+    flags = ["--recipe", "speedrun", "--progressive-sizes", "24", "28", "--no-tta", "--val-split", "5000"]
+    config = TrainConfig(**vars(build_parser().parse_args(flags)))
+    assert (config.progressive_sizes, config.tta, config.val_split) == ([24, 28], False, 5000)
+    assert config.epochs == RECIPES["speedrun"]["epochs"] and config.schedule == "linear"
 
 
 def test_one_small_stem_threshold():

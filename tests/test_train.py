@@ -28,9 +28,11 @@ from googlenet.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from googlenet.data import Data, TensorImages, hold_out
 from googlenet.device import seed_for
-from googlenet.engine import NonFiniteLossError, lr_at, train, train_step, weight_average
+from googlenet.engine import NonFiniteLossError, lr_at, resize, size_at, train, train_step, weight_average
 from googlenet.files import write_atomically
+from googlenet.metrics import evaluate
 from googlenet.plots import plot_confusion_matrix, plot_history
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,6 +60,66 @@ def test_schedules():
     paper = TrainConfig(recipe="paper", lr=1.0)
     assert [lr_at(paper, 0.5, e) for e in (0, 7, 8, 16)] == pytest.approx([1, 1, 0.96, 0.96**2])
     assert paper.average == "polyak" and paper.aux_weight == 0.3 and paper.momentum == 0.9
+    linear = TrainConfig(recipe="speedrun", lr=1.0, warmup=0.2)  # warm up as onecycle, then a straight line
+    lrs = [lr_at(linear, p / 10, 0) for p in range(11)]
+    assert lrs[0] == pytest.approx(1 / 25) and lrs[2] == pytest.approx(1.0) and lrs[10] == pytest.approx(0.0)
+    assert [a - b for a, b in itertools.pairwise(lrs[2:])] == pytest.approx([1 / 8] * 8)
+
+
+def test_progressive_sizes_grow_in_equal_shares_of_the_training():
+    config = TrainConfig(progressive_sizes=[20, 24, 28])
+    progress = (0.0, 0.33, 0.34, 0.66, 0.67, 0.999, 1.0)
+    assert [size_at(config, p) for p in progress] == [20, 20, 24, 24, 28, 28, 28]
+    assert size_at(TrainConfig(), 0.5) is None
+    x = torch.rand(2, 1, 28, 28)
+    assert resize(x, None) is x and resize(x, 28) is x and resize(x, 20).shape == (2, 1, 20, 20)
+    assert torch.allclose(resize(torch.ones(1, 1, 28, 28), 13), torch.ones(1, 1, 13, 13))
+
+
+def test_a_run_trains_at_each_progressive_size_in_turn(fmnist_root, tmp_path, monkeypatch):
+    sides = []
+
+    def recording_step(model, x, *args, **kwargs):
+        sides.append(x.shape[-1])
+        return real_step(model, x, *args, **kwargs)
+
+    real_step = engine.train_step
+    monkeypatch.setattr(engine, "train_step", recording_step)
+    train(tiny_config(tmp_path, fmnist_root, progressive_sizes=[16, 28], epochs=1, batch_size=8))  # 6 steps
+    assert sides == [16, 16, 16, 28, 28, 28]
+
+
+def test_the_validation_split_is_held_out_of_training_and_the_same_every_time():
+    images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 4, 4).contiguous()
+    labels = torch.arange(100)  # each image's label is its index
+    test = TensorImages(torch.zeros(10, 1, 4, 4, dtype=torch.uint8), torch.zeros(10, dtype=torch.int64))
+    data = Data("fashion_mnist", list("ab"), (0.5,), (0.5,), 4, 4, 1, TensorImages(images, labels), test)
+    held = hold_out(data, 20)
+    val, rest = held.test.labels, held.train.labels
+    assert len(val) == 20 and len(rest) == 80 and not set(val.tolist()) & set(rest.tolist())
+    assert sorted(val.tolist() + rest.tolist()) == list(range(100))
+    assert torch.equal(held.test.images[:, 0, 0, 0].long(), val)  # images travel with their labels
+    assert torch.equal(hold_out(data, 20).test.labels, val) and val.tolist() != list(range(20))
+    with pytest.raises(ValueError, match="must leave images to train on"):
+        hold_out(data, 100)
+
+
+def test_a_run_with_a_validation_split_never_sees_the_test_set(fmnist_root, tmp_path):
+    history = train(tiny_config(tmp_path, fmnist_root, val_split=16, epochs=1))
+    epoch = history["epochs"][0]
+    assert epoch["images"] == 32 and "val_acc" in epoch and "test_acc" not in epoch  # 48 - 16 trained on
+    assert history["val_acc"] == epoch["val_acc"] and "test_acc" not in history
+
+
+def test_flip_test_time_augmentation_averages_each_image_and_its_mirror_image():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 3))  # not mirror-symmetric
+    x, y = torch.randn(5, 1, 2, 3), torch.tensor([0, 1, 2, 0, 1])
+    with torch.no_grad():
+        both = (model(x) + model(x.flip(3))) / 2
+    plain, flipped = (evaluate(model, [(x, y)], 3, flip=f, per_image=True) for f in (False, True))
+    assert flipped["loss"] == pytest.approx(torch.nn.functional.cross_entropy(both, y).item())
+    assert flipped["predictions"] == both.argmax(1).tolist() and flipped["loss"] != plain["loss"]
 
 
 def test_weight_averages_are_pytorchs_averaged_model_with_batch_norm_buffers():
