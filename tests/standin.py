@@ -20,6 +20,7 @@ downloaded from the local mirror, the ImageNet file planted in an empty torch hu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import os
@@ -61,7 +62,8 @@ class FashionMirror:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                with contextlib.suppress(ConnectionError):  # a client that hung up early
+                    self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
                 pass
