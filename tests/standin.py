@@ -32,10 +32,11 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from googlenet.data import DEBIAN_FASHION_MNIST as DEBIAN
+from googlenet.data import OFFLINE_COPY_VARIABLE  # set empty, it hides Debian's copy
+
 ROOT = Path(__file__).resolve().parents[1]
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 IMAGENET_FILE = "googlenet-1378be20.pth"  # torchvision's GoogLeNet_Weights.IMAGENET1K_V1 file name
-OFFLINE_COPY_VARIABLE = "GOOGLENET_FASHION_MNIST_COPY"  # googlenet.data's: "" hides Debian's copy
 
 
 class FashionMirror:
