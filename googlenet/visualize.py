@@ -7,36 +7,26 @@ parameters, turned into pixels by :class:`ImageParam`: in Fourier space with amp
 ImageNet's colour covariance, then squashed into [0, 1] by a sigmoid. Each step of :func:`render`
 draws random transformations (:func:`transform`: pad, jitter, scale, rotate, jitter), so that only
 patterns that survive them grow. Objectives (:func:`channel`, :func:`neuron`, :func:`direction`,
-:func:`diversity`) are scores to maximise; they add and scale like numbers.
+:func:`diversity`) are scores to maximise; they add and scale like numbers. As in Lucid, an
+objective can read a layer before its ReLU (:func:`pre_relu`): after it, a channel that is zero
+on the starting image has no gradient, and its render never starts.
 
-The command line renders sheets: for each layer, the channels most selective for one class on
-training images, their visualisations, and their strongest test images::
-
-    python -m googlenet.visualize --out book/results/inside
+:mod:`googlenet.microscope` renders many channels of every layer with these pieces.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_model
-from .cli import Parser, checked, command_line, run_main
-from .config import AT_LEAST_1
-from .data import load_data
-from .device import pick_device
-from .features import capture, inception_names
-from .files import write_json
+from .features import BRANCHES, capture
 from .hooks import hooked
-from .loaders import make_loader
-from .weights import reference_checkpoint
+from .model import ConvBlock
 
 # Lucid's square root of ImageNet's colour correlation matrix (from its SVD), columns normalised by
 # the largest column norm: multiplying decorrelated parameters by it gives correlated RGB.
@@ -129,8 +119,10 @@ class Objective:
         return self + (-other)
 
 
-def _images(t: Tensor, batch: int | None) -> Tensor:
-    return t if batch is None else t[batch:batch + 1]
+def _images(t: Tensor, batch: int | slice | None) -> Tensor:
+    if isinstance(batch, int):
+        batch = slice(batch, batch + 1)
+    return t if batch is None else t[batch]
 
 
 def channel(layer: str, n: int, batch: int | None = None) -> Objective:
@@ -152,11 +144,11 @@ def direction(layer: str, vector: Tensor, batch: int | None = None) -> Objective
                                             vector.to(a[layer])).mean(), {layer})
 
 
-def diversity(layer: str) -> Objective:
+def diversity(layer: str, batch: slice | None = None) -> Objective:
     """Minus the mean cosine similarity of the images' Gram matrices at ``layer``: highest when the
-    images of a batch have different styles (for a batch of one it is 0)."""
+    images of a batch (or of the slice ``batch`` of it) have different styles (for one image, 0)."""
     def score(a: dict[str, Tensor]) -> Tensor:
-        t = a[layer].flatten(2)
+        t = _images(a[layer], batch).flatten(2)
         grams = F.normalize((t @ t.transpose(1, 2)).flatten(1), dim=1)
         similar = grams @ grams.T
         b = len(t)
@@ -164,22 +156,48 @@ def diversity(layer: str) -> Objective:
     return Objective(score, {layer})
 
 
+PRE_RELU = ":pre_relu"
+
+
+def pre_relu(layer: str) -> str:
+    """The name objectives use for ``layer`` before its ReLU(s), e.g. ``"inception4c:pre_relu"``."""
+    return layer + PRE_RELU
+
+
+def pre_relu_parts(model: nn.Module, layer: str) -> list[str]:
+    """The submodules whose outputs, concatenated on channels, are ``layer`` before its ReLUs: the
+    batch norm (or its identity) of the last :class:`ConvBlock`, of each branch in a module."""
+    module = model.get_submodule(layer)
+    owners = [layer] if isinstance(module, ConvBlock) else [f"{layer}.{b}" for b in BRANCHES]
+    parts = []
+    for owner in owners:
+        blocks = [n for n, m in model.get_submodule(owner).named_modules() if isinstance(m, ConvBlock)]
+        if not blocks:
+            raise ValueError(f"{owner} holds no ConvBlock, so {layer} has no pre-ReLU value here")
+        parts.append(".".join(filter(None, (owner, blocks[-1], "bn"))))
+    return parts
+
+
 class _Enough(Exception):
     """Raised by a hook once every layer an objective needs has run: the rest of the net is skipped."""
 
 
 def activations(model: nn.Module, x: Tensor, layers: set[str]) -> dict[str, Tensor]:
-    """Outputs of ``layers`` for input ``x``, with gradients, running the model only as far as needed."""
+    """Outputs of ``layers`` (names of submodules, or :func:`pre_relu` names) for input ``x``, with
+    gradients, running the model only as far as needed."""
+    parts = {name: pre_relu_parts(model, name.removesuffix(PRE_RELU)) if name.endswith(PRE_RELU)
+             else [name] for name in layers}
+    needed = {p for ps in parts.values() for p in ps}
     found: dict[str, Tensor] = {}
 
     def keep(name: str, output: Tensor) -> None:
-        found[name] = output
-        if found.keys() == layers:
+        found[name] = output.clone()  # the in-place ReLU that follows a batch norm would change it
+        if found.keys() == needed:
             raise _Enough
 
-    with hooked(model, dict.fromkeys(layers, keep), train=None), contextlib.suppress(_Enough):
+    with hooked(model, dict.fromkeys(needed, keep), train=None), contextlib.suppress(_Enough):
         model(x)
-    return found
+    return {name: torch.cat([found[p] for p in ps], 1) for name, ps in parts.items()}
 
 
 def render(model: nn.Module, objective: Objective, *, batch: int = 1, size: int = 96,
@@ -209,10 +227,7 @@ def render(model: nn.Module, objective: Objective, *, batch: int = 1, size: int 
         return image()
 
 
-# --------------------------------------------------------------------------- sheets of channels
-SHEET_LAYERS = ("conv1", "conv2", "conv3")  # then every Inception module
-
-
+# --------------------------------------------------------------------------- channels and classes
 def class_means(means: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """Mean of each channel (columns) of per-image channel means over each class's images (rows)."""
     return torch.stack([means[labels == c].mean(0) for c in range(num_classes)])
@@ -235,94 +250,3 @@ def channel_means(model: nn.Module, images: Tensor, layers: Sequence[str], batch
         for layer, out in capture(model, x, list(layers)).items():
             parts[layer].append(out.mean(dim=(2, 3)).cpu())
     return {layer: torch.cat(v) for layer, v in parts.items()}
-
-
-def _split(data, split: str, n: int, device) -> tuple[Tensor, Tensor]:
-    """``n`` images of a split, prepared as for the model (training images: a seeded sample, not
-    augmented), and their labels."""
-    loader = make_loader(data, split, n, device, augment=False)
-    x, y = next(iter(loader))
-    return x.to(device), y.cpu()
-
-
-def _draw_sheet(layer: str, renders: Tensor, tops: Tensor, channels: list[int], path: Path) -> None:
-    """One layer's sheet: a column per channel, its visualisation above its strongest test images."""
-    import matplotlib.pyplot as plt
-
-    rows = 1 + tops.shape[1]
-    fig, axes = plt.subplots(rows, len(channels), figsize=(0.9 * len(channels), 0.9 * rows + 0.3),
-                             squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.05})
-    for j, c in enumerate(channels):
-        axes[0, j].imshow(renders[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-        axes[0, j].set_title(str(c), fontsize=7)
-        for i in range(tops.shape[1]):
-            axes[1 + i, j].imshow(tops[j, i, 0].cpu(), cmap="gray_r")
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0, 0].set_ylabel("visualised", fontsize=7)
-    axes[1, 0].set_ylabel("top test", fontsize=7)
-    fig.suptitle(layer, fontsize=8, y=0.995)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Render a sheet per layer (conv1-conv3, every Inception module) and a JSON of its numbers."""
-    parser = Parser(prog="python -m googlenet.visualize",
-                    description="Feature visualisations of a trained GoogLeNet, one sheet per layer: the "
-                                "channels most class-selective on training images, each rendered by "
-                                "optimisation above its strongest test images.")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a checkpoint (default: the book's 96-px Fashion-MNIST reference network)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the sheets and sheets.json")
-    parser.add_argument("--channels", type=checked(int, AT_LEAST_1), default=6,
-                        help="channels per layer (default: 6)")
-    parser.add_argument("--steps", type=checked(int, AT_LEAST_1), default=256,
-                        help="optimisation steps per render (default: 256)")
-    parser.add_argument("--images", type=checked(int, AT_LEAST_1), default=2000,
-                        help="training images that choose the channels, and test images ranked "
-                             "(default: 2000)")
-    parser.add_argument("--top", type=checked(int, AT_LEAST_1), default=4,
-                        help="strongest test images shown per channel (default: 4)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (default)")
-    args = parser.parse_args(argv)
-
-    device = pick_device(args.device)
-    model, meta = load_model(args.checkpoint or reference_checkpoint("fashion_mnist_96"), map_location=device)
-    data = load_data(meta["dataset"], image_size=meta["image_size"], mean=meta["mean"], std=meta["std"])
-    layers = [*SHEET_LAYERS, *inception_names(model)]
-    n_classes = len(meta["classes"])
-    train_x, train_y = _split(data, "train", args.images, device)
-    test_x, _ = _split(data, "test", args.images, device)
-    chosen_on = channel_means(model, train_x, layers)
-    ranked_on = channel_means(model, test_x, layers)
-    args.out.mkdir(parents=True, exist_ok=True)
-    record = {"command": command_line("googlenet.visualize", sys.argv[1:] if argv is None else argv),
-              "steps": args.steps, "images": args.images, "layers": {}}
-    for layer in layers:
-        channels = selectivity(chosen_on[layer], train_y, n_classes).topk(args.channels).indices.tolist()
-        objective = sum(channel(layer, c, batch=i) for i, c in enumerate(channels))
-        renders = render(model, objective, batch=len(channels), size=meta["image_size"],
-                         mean=meta["mean"], std=meta["std"], steps=args.steps)
-        m, s = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (meta["mean"], meta["std"]))
-        with torch.no_grad():
-            reached = activations(model, (renders - m) / s, {layer})[layer].mean(dim=(2, 3))
-        best = ranked_on[layer][:, channels].topk(args.top, dim=0)
-        tops = test_x[best.indices.T.to(device)] * s + m  # back to [0, 1]
-        _draw_sheet(layer, renders, tops, channels, args.out / f"{layer}.png")
-        record["layers"][layer] = {
-            "channels": channels,
-            "visualisation": [reached[i, c].item() for i, c in enumerate(channels)],
-            "best_test_image": best.values[0].tolist(),
-        }
-        print(f"{layer}: channels {channels}, visualisation / best test image "
-              + " ".join(f"{v / t:.1f}" for v, t in zip(record["layers"][layer]["visualisation"],
-                                                       record["layers"][layer]["best_test_image"],
-                                                       strict=True)), flush=True)
-    write_json(record, args.out / "sheets.json")
-    return record
-
-
-if __name__ == "__main__":
-    run_main(main)

@@ -152,16 +152,26 @@ def test_resuming_a_corrupt_or_evaluation_only_checkpoint_gets_one_line(fp16_run
     assert "holds no optimizer state (an evaluation-only copy?)" in err
 
 
-def test_the_sheets_command_runs_as_a_command(tmp_path):
-    """``python -m googlenet.visualize`` on the 28 px reference run, tiny: two layers' worth of work."""
-    out = tmp_path / "sheets"
-    log = run("googlenet.visualize", "--checkpoint", str(reference_checkpoint("fashion_mnist_small")),
-              "--out", str(out), "--channels", "1", "--steps", "2", "--images", "20", "--top", "1",
-              "--device", "cpu")
-    record = json.loads((out / "sheets.json").read_text())
-    assert record["command"].startswith("python -m googlenet.visualize --checkpoint")
-    assert "conv1" in record["layers"] and (out / "conv1.png").stat().st_size > 1000
-    assert "conv1: channels" in log
+def test_the_microscope_command_runs_as_a_command_and_resumes(tmp_path):
+    """``python -m googlenet.microscope`` on the 28 px reference run, tiny: two layers, two steps."""
+    out = tmp_path / "microscope"
+    flags = ["--checkpoint", str(reference_checkpoint("fashion_mnist_small")), "--out", str(out),
+             "--channels", "4", "--steps", "2", "--diverse-steps", "1", "--train-images", "50",
+             "--device", "cpu"]
+    log = run("googlenet.microscope", *flags, "--layers", "conv1")
+    assert "conv1: 4 channels" in log
+    log = run("googlenet.microscope", *flags, "--layers", "conv1", "inception3a")
+    assert "conv1:" not in log and "inception3a: 4 channels" in log  # conv1 was kept
+    record = json.loads((out / "microscope.json").read_text())
+    assert record["provenance"]["command"].startswith("python -m googlenet.microscope --checkpoint")
+    assert list(record["layers"]) == ["conv1", "inception3a"]
+    assert [c["branch"] for c in record["layers"]["inception3a"]["channels"]] == [
+        "branch1", "branch2", "branch3", "branch4"]
+    assert (out / "inception3a-0.jpg").stat().st_size > 1000
+    err = fails("googlenet.microscope", *flags, "--layers", "fc")
+    assert "--layers: fc not among conv1" in err
+    err = fails("googlenet.microscope", *flags, "--channels", "many")
+    assert "--channels 'many'" in err
 
 
 def test_a_diverging_run_stops_with_one_line(image_folder, tmp_path):
