@@ -5,11 +5,12 @@ Layers, each importing only from those above it: ``architecture`` (Table 1 as da
 capture) and ``files`` (the one atomic writer); then ``compat``, ``table``, ``receptive``,
 ``features``, ``optimize``, ``checkpoint``, ``data`` (datasets), ``metrics``, ``plots``; then
 ``loaders``, ``weights`` (the builder :func:`googlenet` and :class:`GoogLeNet_Weights`, as
-torchvision's) and ``attribution`` (Grad-CAM, integrated gradients, occlusion, branch ablation); then
+torchvision's), ``attribution`` (Grad-CAM, integrated gradients, occlusion, branch ablation) and
+``visualize`` (feature visualisation); then
 ``config``, ``provenance`` and ``ood`` (how unlike the training images an image is); then ``engine``
 (the training loop, ``googlenet.engine.train``); then the command lines' ``cli``; then ``train``,
-``evaluate``, ``predict``, the benchmark ``bench`` and ``visualize`` (feature visualisation and its
-sheets). The book's production commands (the GPU report, the release of the reference weights, the
+``evaluate``, ``predict``, the benchmark ``bench`` and ``microscope`` (many channels of every layer,
+rendered and ranked, for a web page). The book's production commands (the GPU report, the release of the reference weights, the
 calibration of ``ood``) live beside the book, in ``book/``, not in this package.
 """
 

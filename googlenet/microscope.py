@@ -4,7 +4,9 @@ how it responds to each class, and which branch it belongs to.
 
 After OpenAI's Microscope and Distill's appendix of InceptionV1. Every render optimises the channel
 before its ReLU (:func:`~googlenet.visualize.pre_relu`), and test images are ranked by that value
-too, so that neither renders nor rankings tie at zero. The command writes, into one folder,
+too, so that neither renders nor rankings tie at zero. A main render that stays below the
+channel's strongest test image is tried again in pixel space (the 1/f-scaled spectrum holds back
+the finest patterns), and the higher of the two is kept. The command writes, into one folder,
 ``microscope.json`` and per layer two sprite sheets (``<layer>.jpg``: a row of renders per channel;
 ``<layer>.png``: a row of 28-px test images per channel), which a web page can show as the reader
 chooses::
@@ -129,19 +131,36 @@ def look_at_layer(model: nn.Module, layer: str, chosen: list[int], stats: dict[s
     device = next(model.parameters()).device
     key = pre_relu(layer)
     pre, k = stats["pre"], len(chosen)
-    main = render(model, sum(channel(key, c, batch=i) for i, c in enumerate(chosen)), batch=k,
-                  size=size, mean=mean, std=std, steps=steps, seed=seed)
+    m, s = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
+
+    def reach(images: Tensor) -> Tensor:
+        with torch.no_grad(), hooked(model, {}):
+            return activations(model, (images - m) / s, {key})[key].mean(dim=(2, 3)).cpu()
+
+    def main_renders(picked: list[int], fourier: bool) -> Tensor:
+        objective = sum(channel(key, chosen[i], batch=j) for j, i in enumerate(picked))
+        return render(model, objective, batch=len(picked), size=size, mean=mean, std=std,
+                      steps=steps, fourier=fourier, seed=seed)
+
     best = pre[:, chosen].max(0).values
+    main = main_renders(list(range(k)), fourier=True)
+    reached = reach(main)[list(range(k)), chosen]
+    # Where the 1/f-scaled spectrum holds back the fine pattern a channel wants (edge-like channels
+    # of the stem), a render in pixel space, with the same transformations, is tried and kept if higher.
+    parametrisation = ["fourier"] * k
+    if retry := [i for i in range(k) if reached[i] <= best[i]]:
+        again = main_renders(retry, fourier=False)
+        values = reach(again)[list(range(len(retry))), [chosen[i] for i in retry]]
+        for j, (i, value) in enumerate(zip(retry, values, strict=True)):
+            if value > reached[i]:
+                main[i], reached[i], parametrisation[i] = again[j], value, "pixels"
     scale = best.abs().clamp_min(1e-3)  # the channel's term in units of its strongest test image
     varied = sum(channel(key, c, batch=slice(DIVERSE * i, DIVERSE * (i + 1))) * (1 / s.item())
                  + diversity_weight * diversity(key, batch=slice(DIVERSE * i, DIVERSE * (i + 1)))
                  for i, (c, s) in enumerate(zip(chosen, scale, strict=True)))
     diverse = render(model, varied, batch=DIVERSE * k, size=size, mean=mean, std=std,
                      steps=diverse_steps, seed=seed + 1)
-    m, s = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
-    with torch.no_grad(), hooked(model, {}):
-        reached = activations(model, (main - m) / s, {key})[key].mean(dim=(2, 3))
-        reached_diverse = activations(model, (diverse - m) / s, {key})[key].mean(dim=(2, 3))
+    reached_diverse = reach(diverse)
     frequency = mean_frequency(main)
     strongest = pre[:, chosen].topk(STRONGEST, dim=0).indices.T
     weakest = pre[:, chosen].topk(WEAKEST, dim=0, largest=False).indices.T
@@ -150,7 +169,8 @@ def look_at_layer(model: nn.Module, layer: str, chosen: list[int], stats: dict[s
     for i, c in enumerate(chosen):
         per_class = [stats["post"][labels == j, c].mean().item() for j in range(len(classes))]
         records.append({
-            "channel": c, "render": reached[i, c].item(), "best_test": best[i].item(),
+            "channel": c, "render": reached[i].item(), "best_test": best[i].item(),
+            "parametrisation": parametrisation[i],
             "diverse": [reached_diverse[DIVERSE * i + j, c].item() for j in range(DIVERSE)],
             "frequency": frequency[i].item(), "selectivity": sel[i].item(), "class_means": per_class,
             "dead": bool(stats["peak"][:, c].max() <= 0),

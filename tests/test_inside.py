@@ -147,6 +147,63 @@ def test_a_channel_visualisation_excites_its_channel_more_than_test_images(one_t
     assert act[0] > act[1:].max(), (act[0], act[1:].max())
 
 
+def test_a_layer_before_its_relu_is_its_batch_norms_output(small, inputs):
+    """conv1 before its ReLU is conv1.bn's output; an Inception module's is its four branches' last
+    batch norms, concatenated; the ReLU of either is what the layer outputs."""
+    x, _ = inputs
+    assert V.pre_relu_parts(small, "conv1") == ["conv1.bn"]
+    assert V.pre_relu_parts(small, "inception3a") == [
+        "inception3a.branch1.bn", "inception3a.branch2.1.bn", "inception3a.branch3.1.bn",
+        "inception3a.branch4.1.bn"]
+    names = {"conv1", "inception3a", V.pre_relu("conv1"), V.pre_relu("inception3a")}
+    with torch.no_grad():
+        out = V.activations(small, x, names)
+        bn = small.conv1.bn(small.conv1.conv(x))
+    torch.testing.assert_close(out[V.pre_relu("conv1")], bn)
+    for layer in ("conv1", "inception3a"):
+        assert (out[V.pre_relu(layer)] < 0).any()
+        torch.testing.assert_close(out[V.pre_relu(layer)].relu(), out[layer])
+    paper = googlenet.GoogLeNet(10, variant="paper", in_channels=1, stem="small").eval()
+    with torch.no_grad():  # no batch norm: the convolution's output, not overwritten by the ReLU
+        pre = V.activations(paper, x.float(), {V.pre_relu("conv1")})[V.pre_relu("conv1")]
+    torch.testing.assert_close(pre, paper.conv1.conv(x.float()))
+
+
+def test_a_render_before_the_relu_starts_where_one_after_it_cannot(one_thread, small):
+    """A channel that is zero after its ReLU on the starting image gives the post-ReLU objective no
+    gradient; the pre-ReLU objective still raises it."""
+    model = small.float()
+    grey = torch.full((1, 1, 32, 32), 0.5)
+    with torch.no_grad():
+        start = V.activations(model, grey, {V.pre_relu("inception3b")})[V.pre_relu("inception3b")]
+    c = start.mean(dim=(2, 3))[0].argmin().item()  # the most negative channel on grey
+    assert start[0, c].max() < 0
+    renders = {name: V.render(model, V.channel(name, c), size=32, steps=8, robust=False)
+               for name in ("inception3b", V.pre_relu("inception3b"))}
+    with torch.no_grad():
+        after = {name: V.activations(model, image, {name})[name][0, c].mean().item()
+                 for name, image in renders.items()}
+    assert after["inception3b"] == 0  # no gradient: nothing moved
+    assert after[V.pre_relu("inception3b")] > start[0, c].mean().item()
+    model.double()
+
+
+def test_the_microscope_chooses_channels_across_branches_and_selectivity(small):
+    from googlenet import microscope as M
+
+    assert M.groups(small, "conv1") == [("conv", range(64))]
+    assert [(n, len(r)) for n, r in M.groups(small, "inception3a")] == [
+        ("branch1", 64), ("branch2", 128), ("branch3", 32), ("branch4", 32)]
+    values = torch.tensor([5.0, 1.0, 4.0, 2.0, 3.0, 0.0, 9.0, 8.0])
+    assert M.spread_by(values, range(0, 6), 3) == [1, 4, 0]  # by value 5,1,3,4,2,0: each third's middle
+    assert M.spread_by(values, range(6, 8), 4) == [6, 7]
+    images = torch.zeros(2, 1, 16, 16)
+    images[0, 0, :, ::2] = 1  # stripes of period 2: 0.5 cycles per pixel
+    images[1, 0, :8] = 1  # one edge: low frequencies
+    frequency = M.mean_frequency(images)
+    assert frequency[0] == pytest.approx(0.5) and frequency[1] < 0.2
+
+
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
 

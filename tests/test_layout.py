@@ -17,11 +17,11 @@ LAYERS = [
     ["device"],
     ["hooks", "files"],
     ["compat", "table", "receptive", "features", "optimize", "checkpoint", "data", "metrics", "plots"],
-    ["loaders", "weights", "attribution"],
+    ["loaders", "weights", "attribution", "visualize"],
     ["config", "provenance", "ood"],
     ["engine"],
     ["cli"],
-    ["train", "evaluate", "predict", "bench", "visualize"],
+    ["train", "evaluate", "predict", "bench", "microscope"],
 ]
 
 
