@@ -10,8 +10,9 @@ torchvision's), ``attribution`` (Grad-CAM, integrated gradients, occlusion, bran
 ``config``, ``provenance`` and ``ood`` (how unlike the training images an image is); then ``engine``
 (the training loop, ``googlenet.engine.train``); then the command lines' ``cli``; then ``train``,
 ``evaluate``, ``predict``, the benchmark ``bench`` and ``microscope`` (many channels of every layer,
-rendered and ranked, for a web page). The book's production commands (the GPU report, the release of the reference weights, the
-calibration of ``ood``) live beside the book, in ``book/``, not in this package.
+rendered and ranked, for a web page). The book's production commands (the GPU report, the release
+of the reference weights, the calibration of ``ood``) live beside the book, in ``book/``, not in
+this package.
 """
 
 from .architecture import PAPER_TABLE1, Row

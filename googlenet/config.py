@@ -9,7 +9,7 @@ a ConfigError that says so.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,8 @@ class TrainConfig:
         "training (e.g. 20 24 28, ending at the image size); none or one size: the image size throughout",
         check=AT_LEAST_1)
     # speed
-    amp: str = flag("none", "mixed precision: bf16, fp16 (with a gradient scaler), or auto (--amp alone: "
+    amp: str = flag("none", "mixed precision of training (evaluation runs in float32): bf16, fp16 (with a "
+                            "gradient scaler), or auto (--amp alone: "
                             "bf16 where it is fast, fp16 on other GPUs, none on a CPU without native bf16)",
                     choices=AMP, const="auto")
     channels_last: bool = flag(False, "channels-last memory format (faster convolutions on most hardware)")
@@ -219,7 +220,14 @@ RESUMABLE_CHANGES = ("data_root", "download", "workers", "on_device", "device", 
 
 
 def changed_fields(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """``"name: saved -> now"`` for each field that differs from a saved run's and changes the run."""
+    """``"name: saved -> now"`` for each field that differs from a saved run's and changes the run.
+
+    A field the saved run does not name was added to the package after it: the run behaved as that
+    field's default does (its recipe's value, for a field a recipe sets).
+    """
     now = {f.name: getattr(config, f.name) for f in fields(config)}
-    return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
-            if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+    recipe = RECIPES.get(saved.get("recipe", config.recipe), {})
+    before = {f.name: saved[f.name] if f.name in saved else recipe.get(
+        f.name, f.default if f.default is not MISSING else f.default_factory()) for f in fields(config)}
+    return [f"{k}: {before[k]!r} -> {v!r}" for k, v in now.items()
+            if k not in RESUMABLE_CHANGES and before[k] != v]

@@ -136,6 +136,11 @@ def test_fp16_on_a_cpu_trains_with_a_gradient_scaler(fp16_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["amp"] == "fp16"
     assert all(math.isfinite(epoch["train_loss"]) for epoch in metrics["epochs"])
+    # Trained in fp16, measured in float32: the evaluate command (float32) finds the recorded loss.
+    run("googlenet.evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--device", "cpu",
+        "--out", str(out / "eval.png"))
+    again = json.loads((out / "eval.json").read_text())
+    assert again["loss"] == pytest.approx(metrics["epochs"][-1]["test_loss"], rel=1e-6, abs=1e-7)
 
 
 def test_resuming_a_corrupt_or_evaluation_only_checkpoint_gets_one_line(fp16_run, tmp_path):

@@ -68,3 +68,6 @@ def test_changed_fields_names_what_a_resume_would_change():
     saved = vars(TrainConfig(out_dir="a"))
     assert changed_fields(saved, TrainConfig(out_dir="b", progress=False, workers=0)) == []
     assert changed_fields(saved, TrainConfig(lr=0.2, seed=1)) == ["lr: 0.1 -> 0.2", "seed: 0 -> 1"]
+    older = {k: v for k, v in saved.items() if k not in ("tta", "val_split")}  # saved before they existed
+    assert changed_fields(older, TrainConfig(out_dir="a")) == []
+    assert changed_fields(older, TrainConfig(out_dir="a", tta=True)) == ["tta: False -> True"]
