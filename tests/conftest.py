@@ -65,3 +65,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- the book in a browser
+# tests/book_browser.py does the work; these fixtures share one build, one server and one browser per session.
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The HTML book (its `_build/html`), built once from the committed outputs, nothing executed."""
+    from book_browser import build_book
+
+    return build_book(tmp_path_factory.mktemp("book"))
+
+
+@pytest.fixture(scope="session")
+def book_url(built_book: Path):
+    """The base URL of a local HTTP server for the built book (pages at `<url>/book/<chapter>.html`)."""
+    from book_browser import serve
+
+    yield from serve(built_book)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium (Selenium, Debian's chromedriver); its console log is readable."""
+    from book_browser import chromium_driver
+
+    driver = chromium_driver()
+    yield driver
+    driver.quit()
