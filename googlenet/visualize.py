@@ -40,12 +40,17 @@ ANGLES = [*range(-10, 11), *[0] * 5]  # degrees; no rotation is drawn more often
 
 
 class ImageParam(nn.Module):
-    """A batch of images as parameters: ``fourier`` (1/f scaled spectrum) or plain pixels."""
+    """A batch of images as parameters: ``fourier`` (1/f scaled spectrum) or plain pixels, starting
+    near the uniform grey level ``start``."""
 
     def __init__(self, batch: int, channels: int, size: int, *, fourier: bool = True,
-                 decorrelate: bool = True, sd: float = 0.01, generator: torch.Generator | None = None):
+                 decorrelate: bool = True, sd: float = 0.01, start: float = 0.5,
+                 generator: torch.Generator | None = None):
         super().__init__()
+        if not 0 < start < 1:
+            raise ValueError(f"start must lie strictly between 0 and 1, got {start}")
         self.size, self.fourier = size, fourier
+        self.offset = math.log(start / (1 - start))  # the sigmoid's input that gives `start`
         self.decorrelate = decorrelate and channels == 3  # grayscale has no colours to decorrelate
         if fourier:
             fy = torch.fft.fftfreq(size)[:, None]
@@ -65,7 +70,7 @@ class ImageParam(nn.Module):
             x = self.raw
         if self.decorrelate:
             x = torch.einsum("ij,bjhw->bihw", COLOR_CORRELATION.to(x), x)
-        return torch.sigmoid(x)
+        return torch.sigmoid(x + self.offset)
 
 
 def _pick(options: Sequence, generator: torch.Generator | None) -> float:
@@ -203,16 +208,17 @@ def activations(model: nn.Module, x: Tensor, layers: set[str]) -> dict[str, Tens
 def render(model: nn.Module, objective: Objective, *, batch: int = 1, size: int = 96,
            channels: int | None = None, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
            steps: int = 256, lr: float = 0.05, fourier: bool = True, decorrelate: bool = True,
-           robust: bool = True, seed: int = 0) -> Tensor:
+           robust: bool = True, start: float = 0.5, seed: int = 0) -> Tensor:
     """Optimise ``batch`` images of ``size`` px to maximise ``objective`` with Adam; images in [0, 1].
 
     ``mean`` and ``std`` normalise the images as the model's inputs were; ``robust`` applies
-    :func:`transform` at every step; ``fourier`` and ``decorrelate`` choose :class:`ImageParam`.
+    :func:`transform` at every step; ``fourier``, ``decorrelate`` and ``start`` (the grey level the
+    ascent starts from) choose :class:`ImageParam`.
     """
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     channels = channels or len(mean)
-    image = ImageParam(batch, channels, size, fourier=fourier, decorrelate=decorrelate,
+    image = ImageParam(batch, channels, size, fourier=fourier, decorrelate=decorrelate, start=start,
                        generator=generator).to(device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
     m, s = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))

@@ -127,6 +127,11 @@ def test_image_parametrisations():
             image = V.ImageParam(2, channels, 24, generator=g, **kw)()
             assert image.shape == (2, channels, 24, 24) and 0 < image.min() and image.max() < 1
     assert V.ImageParam(1, 1, 24).decorrelate is False
+    for start in (0.1, 0.9):  # the ascent can start from a darker or lighter grey
+        image = V.ImageParam(1, 1, 24, start=start, generator=g)()
+        assert abs(image.mean().item() - start) < 0.02
+    with pytest.raises(ValueError, match="start must lie strictly between 0 and 1"):
+        V.ImageParam(1, 1, 24, start=1.0)
     torch.testing.assert_close(V.COLOR_CORRELATION.norm(dim=0).max(), torch.tensor(1.0))
     x = torch.rand(2, 3, 96, 96)
     out = V.transform(x, g)
