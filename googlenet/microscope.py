@@ -6,8 +6,8 @@ After OpenAI's Microscope and Distill's appendix of InceptionV1. Every render op
 before its ReLU (:func:`~googlenet.visualize.pre_relu`), and test images are ranked by that value
 too, so that neither renders nor rankings tie at zero. A main render that stays below the
 channel's strongest test image is tried again (:data:`RETRIES`: in pixel space, where the
-1/f-scaled spectrum holds back the finest patterns; then from a dark and from a light start), and
-the highest is kept. The command writes, into one folder,
+1/f-scaled spectrum holds back the finest patterns; then from a dark and from a light start; then
+with other seeds), and the highest is kept. The command writes, into one folder,
 ``microscope.json`` and per layer two sprite sheets (``<layer>.jpg``: a row of renders per channel;
 ``<layer>.png``: a row of 28-px test images per channel), which a web page can show as the reader
 chooses::
@@ -53,9 +53,10 @@ STEM_LAYERS = ("conv1", "conv2", "conv3")
 DIVERSE = 4  # diverse renders per channel
 STRONGEST, WEAKEST = 8, 4  # test images shown per channel
 SHEET_ROWS = 64  # channels per sprite sheet (JPEG sides stay far below their 65,535-px limit)
-# How a main render is made (Fourier or pixels, grey level of the start): first, then for the channels
-# that are still below their strongest test image, in turn.
-RETRIES = ((True, 0.5), (False, 0.5), (True, 0.1), (True, 0.9))
+# How a main render is made (Fourier or pixels, grey level of the start, seed added to --seed): first,
+# then, in turn, for the channels still below their strongest test image.
+RETRIES = ((True, 0.5, 0), (False, 0.5, 0), (True, 0.1, 0), (True, 0.9, 0), (True, 0.5, 2),
+           (True, 0.5, 3))
 
 
 def microscope_layers(model: nn.Module) -> list[str]:
@@ -141,27 +142,28 @@ def look_at_layer(model: nn.Module, layer: str, chosen: list[int], stats: dict[s
         with torch.no_grad(), hooked(model, {}):
             return activations(model, (images - m) / s, {key})[key].mean(dim=(2, 3)).cpu()
 
-    def main_renders(picked: list[int], fourier: bool, start: float) -> Tensor:
+    def main_renders(picked: list[int], fourier: bool, start: float, another: int) -> Tensor:
         objective = sum(channel(key, chosen[i], batch=j) for j, i in enumerate(picked))
         return render(model, objective, batch=len(picked), size=size, mean=mean, std=std,
-                      steps=steps, fourier=fourier, start=start, seed=seed)
+                      steps=steps, fourier=fourier, start=start, seed=seed + another)
 
     best = pre[:, chosen].max(0).values
     main = main_renders(list(range(k)), *RETRIES[0])
     reached = reach(main)[list(range(k)), chosen]
     how = [RETRIES[0]] * k
     # Ascent from grey can end below the strongest test image: where the 1/f-scaled spectrum holds
-    # back the fine pattern an edge-like channel wants, or where it climbs towards white while the
-    # channel prefers black. Those channels are rendered again, as RETRIES says, keeping the highest.
-    for fourier, start in RETRIES[1:]:
+    # back the fine pattern an edge-like channel wants, where it climbs towards white while the
+    # channel prefers black, or in a lesser optimum of a deep layer. Those channels are rendered
+    # again, as RETRIES says, and the highest render is kept.
+    for retry_with in RETRIES[1:]:
         retry = [i for i in range(k) if reached[i] <= best[i]]
         if not retry:
             break
-        again = main_renders(retry, fourier, start)
+        again = main_renders(retry, *retry_with)
         values = reach(again)[list(range(len(retry))), [chosen[i] for i in retry]]
         for j, (i, value) in enumerate(zip(retry, values, strict=True)):
             if value > reached[i]:
-                main[i], reached[i], how[i] = again[j], value, (fourier, start)
+                main[i], reached[i], how[i] = again[j], value, retry_with
     scale = best.abs().clamp_min(1e-3)  # the channel's term in units of its strongest test image
     varied = sum(channel(key, c, batch=slice(DIVERSE * i, DIVERSE * (i + 1))) * (1 / unit.item())
                  + diversity_weight * diversity(key, batch=slice(DIVERSE * i, DIVERSE * (i + 1)))
@@ -179,6 +181,7 @@ def look_at_layer(model: nn.Module, layer: str, chosen: list[int], stats: dict[s
         records.append({
             "channel": c, "render": reached[i].item(), "best_test": best[i].item(),
             "parametrisation": "fourier" if how[i][0] else "pixels", "start": how[i][1],
+            "seed": seed + how[i][2],
             "diverse": [reached_diverse[DIVERSE * i + j, c].item() for j in range(DIVERSE)],
             "frequency": frequency[i].item(), "selectivity": sel[i].item(), "class_means": per_class,
             "dead": bool(stats["peak"][:, c].max() <= 0),
