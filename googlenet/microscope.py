@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> dict:
         record["layers"][layer] = {
             "channels": channels, "sheets": sheets,
             "branches": branch_summary(model, layer, shown_on[layer], test_y, len(classes))}
+        order = microscope_layers(model)  # the network's order, whatever order they were made in
+        record["layers"] = dict(sorted(record["layers"].items(), key=lambda kv: order.index(kv[0])))
         beaten = sum(r["render"] > r["best_test"] for r in channels)
         tqdm.write(f"{layer}: {len(channels)} channels, {beaten} renders above their strongest test "
                    f"image", file=sys.stdout)
