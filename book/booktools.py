@@ -96,6 +96,7 @@ class Sizes:
     ablation_images: int  # chapter 9: test images of the branch-ablation table
     share_images: int  # chapter 9: of the shown test images, those the branch shares use
     ig_steps: int  # chapter 9: integrated-gradients steps
+    live_per_branch: int  # chapter 9: channels of each branch of 4c rendered live
     folder_epochs: int  # chapter 10: epochs of the image-folder run
     range_steps: int  # chapter 10: steps of the learning-rate range test
     bench_repetitions: int  # chapter 11: alternating rounds of the benchmark
@@ -103,10 +104,12 @@ class Sizes:
 
 QUICK = Sizes(train_epochs=2, train_seconds=120, multiview_images=1_000, eval_96_images=1_000,
               per_class=50, render_steps=64, ablation_images=250, share_images=200, ig_steps=32,
+              live_per_branch=1,
               folder_epochs=2, range_steps=30, bench_repetitions=5)
 FULL = Sizes(train_epochs=30, train_seconds=None, multiview_images=TEST_IMAGES,
              eval_96_images=TEST_IMAGES, per_class=50, render_steps=512, ablation_images=TEST_IMAGES,
-             share_images=500, ig_steps=128, folder_epochs=5, range_steps=60, bench_repetitions=15)
+             share_images=500, ig_steps=128, live_per_branch=4, folder_epochs=5, range_steps=60,
+             bench_repetitions=15)
 SIZES = {"quick": QUICK, "full": FULL}
 
 
@@ -340,3 +343,4 @@ def plot_ratios(result: dict, ax: Axes | None = None, title: str | None = None) 
     ax.set_title(title or f"{machine['gpu'] or machine['cpu']}", fontsize=9)
     ax.legend(fontsize=8)
     return ax
+

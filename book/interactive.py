@@ -239,3 +239,44 @@ def receptive_field_figure(fields: Mapping[str, Mapping[str, Any]], sides: Mappi
     )
     text = f"Receptive field figure ({default[1]}: {rf.size} px, jump {rf.jump} px)"
     return Interactive(figure_html("receptive_field", data, png, caption), png, text)
+
+
+# --------------------------------------------------------------------------- the microscope
+MICROSCOPE_FILES = "_static/microscope/"  # where the HTML book serves book/results/microscope/
+
+
+def _microscope_png(folder: Path, layer: str) -> bytes:
+    """One layer of the microscope, drawn from its files: each channel's render over its strongest
+    test image."""
+    record = json.loads((folder / "microscope.json").read_text())
+    channels = record["layers"][layer]["channels"]
+    size = record["image_size"]
+    fig, axes = plt.subplots(2, len(channels), figsize=(0.62 * len(channels), 1.5),
+                             gridspec_kw={"wspace": 0.05, "hspace": 0.05}, squeeze=False)
+    for j, c in enumerate(channels):
+        renders = plt.imread(folder / f"{c['sheet']}.jpg")  # a row per channel: main render first
+        images = plt.imread(folder / f"{c['sheet']}.png")
+        side = images.shape[1] // (record["strongest"] + record["weakest"])
+        r = c["row"]
+        axes[0, j].imshow(renders[r * size:(r + 1) * size, :size], cmap="gray", vmin=0, vmax=255)
+        axes[1, j].imshow(images[r * side:(r + 1) * side, :side], cmap="gray", vmin=0, vmax=1)
+        axes[0, j].set_title(f"{c['channel']}\n{c['branch']}", fontsize=5)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{layer}: render (top) and strongest test image of each channel", fontsize=7)
+    return png_bytes(fig)
+
+
+def microscope_figure(folder: Path, layer: str) -> Interactive:
+    """The microscope of ``python -m googlenet.microscope``'s output ``folder``: in the HTML book a
+    viewer of every layer (it fetches the files the book serves); elsewhere a picture of ``layer``."""
+    png = _microscope_png(folder, layer)
+    caption = (
+        "Choose a layer and a branch, click a channel: its main render (large), four diverse "
+        "renders, its eight strongest and four weakest of the 10,000 test images (ranked by the "
+        "channel's mean before its ReLU) and its mean response, after the ReLU, to each class. "
+        "Renders and test images are drawn as the chapter draws Fashion-MNIST: dark is high."
+    )
+    text = f"The microscope ({layer} shown; browsable in the HTML book)"
+    return Interactive(figure_html("microscope", {"files": MICROSCOPE_FILES, "layer": layer}, png,
+                                   caption), png, text)

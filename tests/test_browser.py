@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book"))
 import interactive  # noqa: E402  (book/interactive.py, imported as the chapters do)
 
-FIGURES = {"module_cost": "03_inception_module", "receptive_field": "02_convolutions"}
+FIGURES = {"module_cost": "03_inception_module", "receptive_field": "02_convolutions",
+           "microscope": "09_looking_inside"}
+MICROSCOPE = ROOT / "book" / "results" / "microscope"
 INPUT = 224
 
 
@@ -167,8 +169,16 @@ def test_the_figure_loads_without_errors_and_replaces_its_fallback(browser, book
     page(FIGURES[name])
     figures = browser.find_elements("css selector", f'[data-figure="{name}"]')
     assert len(figures) == 1
+    wait_for(browser, f'[data-figure="{name}"] select')  # the microscope fetches its files first
     assert figures[0].find_elements("css selector", "img") == [], "the script did not run"
     assert figures[0].find_elements("css selector", "select"), "no controls"
+
+
+def wait_for(browser, css: str, seconds: float = 10):
+    """The first element matching `css`, once the page has made one."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, seconds).until(lambda b: b.find_elements("css selector", css))[0]
 
 
 def select(browser, name: str, control: str, value: str) -> None:
@@ -278,3 +288,50 @@ def test_picking_another_layer_or_unit_changes_the_picture(browser, page):
     ActionChains(browser).move_to_element_with_offset(canvas, -150, -150).click().perform()
     after = shown(browser, "receptive_field")["readout"]
     assert "Unit (3, 3) is shown" in before and "Unit (0, 0) is shown" in after
+
+
+# --------------------------------------------------------------------------- the microscope
+THUMBS = """
+return [...document.querySelectorAll('[data-figure="microscope"] .ms-thumb')].map(
+    t => [Number(t.dataset.channel), t.dataset.src]);
+"""
+SPRITES = """
+return performance.getEntriesByType("resource").map(e => e.name).filter(
+    n => n.includes("/microscope/"));
+"""
+
+
+def test_the_microscope_shows_every_layer_and_branch_from_the_books_own_files(browser, page,
+                                                                             built_book, book_url):
+    scope = json.loads((MICROSCOPE / "microscope.json").read_text())
+    page(FIGURES["microscope"])
+    wait_for(browser, '[data-figure="microscope"] .ms-thumb')
+    for layer, info in scope["layers"].items():
+        select(browser, "microscope", "layer", layer)
+        thumbs = browser.execute_script(THUMBS)
+        assert [c for c, _ in thumbs] == [c["channel"] for c in info["channels"]], layer
+        assert {src.rsplit("/", 1)[-1] for _, src in thumbs} == {f"{s}.jpg" for s in info["sheets"]}
+        branches = sorted({c["branch"] for c in info["channels"]})
+        for branch in branches if len(branches) > 1 else []:
+            select(browser, "microscope", "branch", branch)
+            assert [c for c, _ in browser.execute_script(THUMBS)] == [
+                c["channel"] for c in info["channels"] if c["branch"] == branch], (layer, branch)
+    # Clicking a channel shows its own numbers, from the committed JSON.
+    select(browser, "microscope", "layer", "inception4c")
+    select(browser, "microscope", "branch", "branch3")
+    pick = [c for c in scope["layers"]["inception4c"]["channels"] if c["branch"] == "branch3"][-1]
+    channel = pick["channel"]
+    browser.find_element("css selector",
+                         f'[data-figure="microscope"] .ms-thumb[data-channel="{channel}"]').click()
+    text = shown(browser, "microscope")
+    assert text["title"] == f"inception4c channel {channel} (branch3)"
+    assert f"render {pick['render']:.2f} before the ReLU, above" in text["numbers"]
+    assert f"class selectivity {pick['selectivity']:.2f}" in text["numbers"]
+    # Everything it loaded is one of the book's own files, served unchanged from _static/microscope/.
+    loaded = browser.execute_script(SPRITES)
+    assert any(n.endswith("microscope.json") for n in loaded) and any(n.endswith(".png") for n in loaded)
+    for name in loaded:
+        assert name.startswith(f"{book_url}/_static/microscope/"), name
+        file = name.rsplit("/", 1)[-1]
+        served = (built_book / "_static" / "microscope" / file).read_bytes()
+        assert served == (MICROSCOPE / file).read_bytes(), file

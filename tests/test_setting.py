@@ -79,7 +79,8 @@ def test_every_sample_fits_its_pool(name):
     for sample in (s.multiview_images, s.eval_96_images, s.ablation_images, shown):
         assert 0 < sample <= booktools.TEST_IMAGES
     assert s.train_epochs >= 1 and (s.train_seconds is None or s.train_seconds > 0)
-    assert min(s.render_steps, s.ig_steps, s.folder_epochs, s.range_steps, s.bench_repetitions) >= 1
+    assert min(s.render_steps, s.ig_steps, s.folder_epochs, s.range_steps, s.bench_repetitions,
+               s.live_per_branch) >= 1
 
 
 def test_the_full_setting_never_computes_less_than_the_quick_one():
