@@ -7,18 +7,18 @@ before its ReLU (:func:`~googlenet.visualize.pre_relu`), and test images are ran
 too, so that neither renders nor rankings tie at zero. A main render that stays below the
 channel's strongest test image is tried again (:data:`RETRIES`: in pixel space, where the
 1/f-scaled spectrum holds back the finest patterns; then from a dark and from a light start; then
-with other seeds), and the highest is kept. The command writes, into one folder,
-``microscope.json`` and per layer two sprite sheets (``<layer>.jpg``: a row of renders per channel;
-``<layer>.png``: a row of 28-px test images per channel), which a web page can show as the reader
-chooses::
+with other seeds; last, from the strongest test image itself), and the highest is kept.
+
+The command writes, into one folder, ``microscope.json`` and per layer two sprite sheets
+(``<layer>-0.jpg``: a row of renders per channel; ``<layer>-0.png``: a row of 28-px test images per
+channel), which a web page can show as the reader chooses::
 
     python -m googlenet.microscope --out book/results/microscope
 
 Channels are chosen on training images and shown on test images: as many from each branch of a
 module (the whole layer for conv1-conv3), and within it, sorted by class selectivity on the
 training images, the channels at the middle of equal slices of that order, so that they spread
-over its range. Interrupted, it
-resumes at the next layer when run again with the same settings.
+over its range. Interrupted, it resumes at the next layer when run again with the same settings.
 """
 
 from __future__ import annotations
@@ -128,11 +128,12 @@ def _save(image: Image.Image, path: Path, **options) -> None:
 
 
 def look_at_layer(model: nn.Module, layer: str, chosen: list[int], stats: dict[str, Tensor],
-                  labels: Tensor, classes: Sequence[str], *, mean: Sequence[float],
+                  images: Tensor, labels: Tensor, classes: Sequence[str], *, mean: Sequence[float],
                   std: Sequence[float], size: int, steps: int, diverse_steps: int,
                   diversity_weight: float, seed: int) -> tuple[list[dict], Tensor, Tensor]:
     """Render the ``chosen`` channels of ``layer`` (one main and :data:`DIVERSE` diverse images each)
-    and pick their test images; returns a record per channel, the renders and the test-image indices."""
+    and pick their test images (``images``, prepared for the model, with their ``stats`` and
+    ``labels``); returns a record per channel, the renders and the test-image indices."""
     device = next(model.parameters()).device
     key = pre_relu(layer)
     pre, k = stats["pre"], len(chosen)
@@ -164,6 +165,17 @@ def look_at_layer(model: nn.Module, layer: str, chosen: list[int], stats: dict[s
         for j, (i, value) in enumerate(zip(retry, values, strict=True)):
             if value > reached[i]:
                 main[i], reached[i], how[i] = again[j], value, retry_with
+    # Last, the ascent starts from the channel's strongest test image itself (in pixel space).
+    if retry := [i for i in range(k) if reached[i] <= best[i]]:
+        tops = pre[:, [chosen[i] for i in retry]].argmax(0).to(device)
+        objective = sum(channel(key, chosen[i], batch=j) for j, i in enumerate(retry))
+        again = render(model, objective, batch=len(retry), size=size, mean=mean, std=std,
+                       steps=steps, fourier=False, decorrelate=False, init=images[tops] * s + m,
+                       seed=seed)
+        values = reach(again)[list(range(len(retry))), [chosen[i] for i in retry]]
+        for j, (i, value) in enumerate(zip(retry, values, strict=True)):
+            if value > reached[i]:
+                main[i], reached[i], how[i] = again[j], value, (False, "strongest test image", 0)
     scale = best.abs().clamp_min(1e-3)  # the channel's term in units of its strongest test image
     varied = sum(channel(key, c, batch=slice(DIVERSE * i, DIVERSE * (i + 1))) * (1 / unit.item())
                  + diversity_weight * diversity(key, batch=slice(DIVERSE * i, DIVERSE * (i + 1)))
@@ -287,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
         for start in range(0, len(chosen), SHEET_ROWS):
             part = chosen[start:start + SHEET_ROWS]
             records, renders, shown = look_at_layer(
-                model, layer, part, shown_on[layer], test_y, classes, mean=meta["mean"],
+                model, layer, part, shown_on[layer], test_x, test_y, classes, mean=meta["mean"],
                 std=meta["std"], size=meta["image_size"], steps=args.steps,
                 diverse_steps=args.diverse_steps, diversity_weight=args.diversity, seed=args.seed)
             sheet = f"{layer}-{start // SHEET_ROWS}"

@@ -45,10 +45,12 @@ class ImageParam(nn.Module):
 
     def __init__(self, batch: int, channels: int, size: int, *, fourier: bool = True,
                  decorrelate: bool = True, sd: float = 0.01, start: float = 0.5,
-                 generator: torch.Generator | None = None):
+                 init: Tensor | None = None, generator: torch.Generator | None = None):
         super().__init__()
         if not 0 < start < 1:
             raise ValueError(f"start must lie strictly between 0 and 1, got {start}")
+        if init is not None and (fourier or decorrelate and channels == 3):
+            raise ValueError("starting from given images needs fourier=False, decorrelate=False")
         self.size, self.fourier = size, fourier
         self.offset = math.log(start / (1 - start))  # the sigmoid's input that gives `start`
         self.decorrelate = decorrelate and channels == 3  # grayscale has no colours to decorrelate
@@ -60,6 +62,9 @@ class ImageParam(nn.Module):
         else:
             shape = (batch, channels, size, size)
         self.raw = nn.Parameter(sd * torch.randn(shape, generator=generator))
+        if init is not None:  # the sigmoid's inputs that give the images (kept off 0 and 1)
+            self.offset = 0.0
+            self.raw.data = torch.logit(init.detach().to(self.raw).clamp(0.01, 0.99))
 
     def forward(self) -> Tensor:
         """The images, in [0, 1]."""
@@ -208,18 +213,20 @@ def activations(model: nn.Module, x: Tensor, layers: set[str]) -> dict[str, Tens
 def render(model: nn.Module, objective: Objective, *, batch: int = 1, size: int = 96,
            channels: int | None = None, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
            steps: int = 256, lr: float = 0.05, fourier: bool = True, decorrelate: bool = True,
-           robust: bool = True, start: float = 0.5, seed: int = 0) -> Tensor:
+           robust: bool = True, start: float = 0.5, init: Tensor | None = None,
+           seed: int = 0) -> Tensor:
     """Optimise ``batch`` images of ``size`` px to maximise ``objective`` with Adam; images in [0, 1].
 
     ``mean`` and ``std`` normalise the images as the model's inputs were; ``robust`` applies
     :func:`transform` at every step; ``fourier``, ``decorrelate`` and ``start`` (the grey level the
-    ascent starts from) choose :class:`ImageParam`.
+    ascent starts from) or ``init`` (images in [0, 1] to start from, in pixels) choose
+    :class:`ImageParam`.
     """
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     channels = channels or len(mean)
     image = ImageParam(batch, channels, size, fourier=fourier, decorrelate=decorrelate, start=start,
-                       generator=generator).to(device)
+                       init=init, generator=generator).to(device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
     m, s = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
     with hooked(model, {}):  # eval mode, restored after

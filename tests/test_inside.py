@@ -132,6 +132,10 @@ def test_image_parametrisations():
         assert abs(image.mean().item() - start) < 0.02
     with pytest.raises(ValueError, match="start must lie strictly between 0 and 1"):
         V.ImageParam(1, 1, 24, start=1.0)
+    given = torch.rand(2, 1, 24, 24) * 0.9 + 0.05  # or from given images, in pixels
+    torch.testing.assert_close(V.ImageParam(2, 1, 24, fourier=False, init=given)(), given)
+    with pytest.raises(ValueError, match="needs fourier=False"):
+        V.ImageParam(2, 1, 24, init=given)
     torch.testing.assert_close(V.COLOR_CORRELATION.norm(dim=0).max(), torch.tensor(1.0))
     x = torch.rand(2, 3, 96, 96)
     out = V.transform(x, g)
