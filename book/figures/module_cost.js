@@ -67,7 +67,9 @@ function draw(root, data) {
         update();
       });
     }
-    box.addEventListener("change", () => { box.value = get(size.key); });  // typed past a limit
+    box.addEventListener("change", () => {  // typed past a limit: show the value in use
+      if (box.value !== "") box.value = get(size.key);
+    });
     inputs[size.key] = [range, box];
     grid.append(el("label", { text: size.label }), range, box);
   }
