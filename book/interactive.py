@@ -24,9 +24,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
+from googlenet.receptive import ReceptiveField
+
 FIGURES = Path(__file__).resolve().parent / "figures"
 WIDTH_LABELS = ("#1x1", "#3x3 reduce", "#3x3", "#5x5 reduce", "#5x5", "pool proj")
-BRANCHES = ("1x1", "3x3", "5x5", "pool")
+BRANCHES = ("1x1", "3x3", "5x5", "pool")  # the keys of the figure's numbers
+BRANCH_NAMES = ("1x1", "3x3", "5x5", "pool proj")  # as the chapter's tables name the branches
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")  # matplotlib's first four, as in the chapters
 STYLE = """<style>
 .gn-figure{max-width:42rem;margin:0.5rem 0;font-size:0.85rem;line-height:1.35}
@@ -113,16 +116,17 @@ def module_costs(c_in: int, grid: int, widths: Sequence[int]) -> dict[str, list[
 
 
 def _cost_png(name: str, costs: dict[str, list[tuple[int, int]]]) -> bytes:
-    """Stacked bars of the multiply-adds per branch, naive against reduced."""
+    """Stacked bars of the multiply-adds per branch, reduced above naive, as the live figure."""
     fig, ax = plt.subplots(figsize=(6.8, 2.1))
     left = [0.0, 0.0]
-    for i, branch in enumerate(BRANCHES):
+    for i, branch in enumerate(BRANCH_NAMES):
         values = [costs["reduced"][i][1] / 1e6, costs["naive"][i][1] / 1e6]
         ax.barh(["with reductions (2b)", "naive (2a)"], values, left=left, color=COLORS[i],
                 label=f"{branch} branch")
         left = [a + b for a, b in zip(left, values, strict=True)]
     for y, total in enumerate(left):
         ax.text(total, y, f" {total:,.0f}M", va="center")
+    ax.invert_yaxis()  # the first bar on top
     ax.set_xlim(0, max(left) * 1.18)
     ax.set_xlabel(f"million multiply-adds, {name}")
     ax.legend(ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.45), frameon=False)
@@ -131,7 +135,7 @@ def _cost_png(name: str, costs: dict[str, list[tuple[int, int]]]) -> bytes:
 
 
 def module_cost_figure(presets: Mapping[str, tuple[int, int, Sequence[int]]], default: str,
-                       channels: int = 1024, grid: int = 56, width: int = 512) -> Interactive:
+                       channels: int = 1024, grid: int = 56, width: int = 1024) -> Interactive:
     """The Inception module's cost, as the reader moves its input, grid and six widths.
 
     `presets` maps a module's name to (input channels, grid side, the six widths of Table 1);
@@ -141,6 +145,7 @@ def module_cost_figure(presets: Mapping[str, tuple[int, int, Sequence[int]]], de
         "presets": [{"name": n, "c_in": c, "grid": g, "widths": list(w)}
                     for n, (c, g, w) in presets.items()],
         "default": default, "labels": list(WIDTH_LABELS), "branches": list(BRANCHES),
+        "names": list(BRANCH_NAMES),
         "colors": list(COLORS), "limits": {"c_in": channels, "grid": grid, "width": width},
     }
     c_in, side, widths = presets[default]
@@ -186,21 +191,33 @@ def map_sides(model: nn.Module, input_size: int) -> dict[str, int]:
     return sides
 
 
-def unit_centres(side: int, jump: int, input_size: int) -> list[float]:
-    """Centres of a row of `side` units, `jump` pixels apart, drawn centred on the input."""
-    return [input_size / 2 + (i - (side - 1) / 2) * jump for i in range(side)]
+def unit_centres(side: int, rf: ReceptiveField) -> list[float]:
+    """Input-pixel indices on which a row of `side` units of a layer with field `rf` are centred."""
+    return [rf.start + i * rf.jump for i in range(side)]
 
 
-def _field_png(layer: str, size: int, jump: int, side: int, input_size: int) -> bytes:
-    """The input image, the grid of unit centres and the centre unit's receptive field."""
-    centres = unit_centres(side, jump, input_size)
-    c = centres[(side - 1) // 2]
-    lo, hi = min(0, c - size / 2) - 8, max(input_size, c + size / 2) + 8
+def neighbour(i: int, side: int) -> int:
+    """The unit beside unit `i` of a row of `side`: the next one, or the one before in the last column."""
+    return i + 1 if i + 1 < side else i - 1
+
+
+def _field_png(layer: str, rf: ReceptiveField, side: int, input_size: int) -> bytes:
+    """The input image, the grid of unit centres and the centre unit's receptive field.
+
+    Coordinates are pixel indices: pixel i is the unit square centred on i, as in the live figure.
+    """
+    size = rf.size
+    centres = unit_centres(side, rf)
+    mid = (side - 1) // 2
+    c, n = centres[mid], centres[neighbour(mid, side)]
+    lo = min(-0.5, c - size / 2, n - size / 2) - 8
+    hi = max(input_size - 0.5, c + size / 2, n + size / 2) + 8
     fig, ax = plt.subplots(figsize=(3.6, 3.6))
-    ax.add_patch(Rectangle((0, 0), input_size, input_size, facecolor="#f3f3f3", edgecolor="#333"))
+    ax.add_patch(Rectangle((-0.5, -0.5), input_size, input_size, facecolor="#f3f3f3",
+                           edgecolor="#333"))
     xs = [x for x in centres for _ in centres]
-    ax.scatter(xs, centres * side, s=max(0.3, min(6.0, jump / 3)), color="#888", linewidths=0)
-    ax.add_patch(Rectangle((c + jump - size / 2, c - size / 2), size, size, fill=False,
+    ax.scatter(xs, centres * side, s=max(0.3, min(6.0, rf.jump / 3)), color="#888", linewidths=0)
+    ax.add_patch(Rectangle((n - size / 2, c - size / 2), size, size, fill=False,
                            edgecolor=COLORS[1], linestyle="--"))
     ax.add_patch(Rectangle((c - size / 2, c - size / 2), size, size, facecolor=COLORS[0],
                            alpha=0.25, edgecolor=COLORS[0]))
@@ -208,7 +225,7 @@ def _field_png(layer: str, size: int, jump: int, side: int, input_size: int) -> 
     ax.set_xlim(lo, hi)
     ax.set_ylim(hi, lo)
     ax.set_aspect("equal")
-    ax.set_title(f"{layer}: field {size} px, jump {jump} px", fontsize=9)
+    ax.set_title(f"{layer}: field {size} px, jump {rf.jump} px", fontsize=9)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     return png_bytes(fig)
@@ -224,18 +241,21 @@ def receptive_field_figure(fields: Mapping[str, Mapping[str, Any]], sides: Mappi
     data = {
         "input": input_size, "default": {"variant": default[0], "layer": default[1]},
         "colors": list(COLORS),
-        "variants": {v: [{"name": n, "size": rf.size, "jump": rf.jump, "side": sides[n]}
+        "variants": {v: [{"name": n, "size": rf.size, "jump": rf.jump, "start": rf.start,
+                          "side": sides[n]}
                          for n, rf in layers.items() if not n.startswith("lrn")]
                      for v, layers in fields.items()},
     }
     rf = fields[default[0]][default[1]]
-    png = _field_png(default[1], rf.size, rf.jump, sides[default[1]], input_size)
+    png = _field_png(default[1], rf, sides[default[1]], input_size)
     caption = (
         f"The {input_size}x{input_size} input image (grey square), the centres of the chosen "
-        "layer's units (dots, one jump apart, drawn centred on the image), the receptive field of "
-        "one unit (blue, click the picture to move it) and of its right-hand neighbour (dashed). "
-        "Where a field reaches past the image it covers zero padding. Sizes from "
-        "<code>googlenet.receptive.receptive_fields</code>."
+        "layer's units (dots, one jump apart from the centre of unit 0's field; the max pools "
+        "have no padding, so the grid is not centred on the image), the receptive field of one "
+        "unit (blue; in the HTML book, click it or use the arrow keys to move it) and of a "
+        "neighbour (dashed). Where a field reaches past the image it covers the "
+        "convolutions' zero padding or the part of a max-pool window that hangs past the edge. "
+        "Sizes, jumps and centres from <code>googlenet.receptive.receptive_fields</code>."
     )
     text = f"Receptive field figure ({default[1]}: {rf.size} px, jump {rf.jump} px)"
     return Interactive(figure_html("receptive_field", data, png, caption), png, text)

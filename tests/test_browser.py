@@ -215,6 +215,11 @@ def test_every_preset_is_its_table1_row_and_counts_right(browser, page):
         check_costs(browser, c_in, row.output[0], widths)
         assert as_int(shown(browser, "module_cost")["reduced.out"]) == row.output[2]
         c_in = row.output[2]
+    menu = browser.find_element("css selector", '[data-figure="module_cost"] [data-control="preset"]')
+    assert menu.get_attribute("aria-label") == "Table 1 module"
+    for key in ("reduced.out", "naive.out"):  # each under its module's two columns
+        cell = browser.find_element("css selector", f'[data-figure="module_cost"] td[data-key="{key}"]')
+        assert cell.get_attribute("colspan") == "2"
 
 
 def test_typed_sizes_count_right(browser, page):
@@ -222,7 +227,7 @@ def test_typed_sizes_count_right(browser, page):
     rng = random.Random(30)
     for _ in range(4):
         c_in, grid = rng.randint(1, 1024), rng.randint(1, 56)
-        widths = tuple(rng.randint(1, 512) for _ in range(6))
+        widths = tuple(rng.randint(1, 1024) for _ in range(6))
         for control, value in (("c_in", c_in), ("grid", grid), *enumerate(widths)):
             type_into(browser, str(control), value)
         menu = browser.find_element("css selector", '[data-control="preset"]')
@@ -248,11 +253,20 @@ def test_moving_a_slider_changes_the_cost(browser, page):
 FIELD = """
 const root = document.querySelector('[data-figure="receptive_field"]');
 const rect = (key) => root.querySelector('[data-key="' + key + '"]');
-return {size: Number(rect('field').getAttribute('width')),
-        shift: Number(rect('neighbour').getAttribute('x')) - Number(rect('field').getAttribute('x')),
-        image: Number(rect('image').getAttribute('width')),
-        centres: root.querySelectorAll('[data-key="centres"] circle').length};
+const at = (key, name) => Number(rect(key).getAttribute(name));
+const dots = [...root.querySelectorAll('[data-key="centres"] circle')];
+const row = (name) => [...new Set(dots.map((d) => Number(d.getAttribute(name))))].sort((a, b) => a - b);
+return {size: at('field', 'width'), shift: at('neighbour', 'x') - at('field', 'x'),
+        image: at('image', 'width'), corner: [at('image', 'x'), at('image', 'y')],
+        centres: dots.length, xs: row('cx'), ys: row('cy'),
+        unit: [at('unit', 'cx'), at('unit', 'cy')],
+        middle: [at('field', 'x') + at('field', 'width') / 2, at('field', 'y') + at('field', 'height') / 2]};
 """
+
+
+def drawn_field(browser) -> dict:
+    """What the receptive-field figure draws: sizes, the neighbour's shift, the grid of centres."""
+    return browser.execute_script(FIELD)
 
 
 def test_every_layer_shows_its_receptive_field(browser, page):
@@ -266,20 +280,27 @@ def test_every_layer_shows_its_receptive_field(browser, page):
         assert [o.get_attribute("value") for o in options] == layers
         for name in layers:
             select(browser, "receptive_field", "layer", name)
-            text, drawn = shown(browser, "receptive_field"), browser.execute_script(FIELD)
+            text, drawn = shown(browser, "receptive_field"), drawn_field(browser)
             rf = fields[name]
             assert (as_int(text["size"]), as_int(text["jump"]), as_int(text["side"])) == (
                 rf.size, rf.jump, sides[name]), (variant, name)
-            assert drawn == {"size": rf.size, "shift": rf.jump, "image": INPUT, "centres": sides[name] ** 2}
+            # Unit i of a row is centred on input pixel start + i * jump (pixel p spans p +- 0.5).
+            grid = [rf.start + i * rf.jump for i in range(sides[name])]
+            mid = grid[(sides[name] - 1) // 2]
+            assert drawn == {"size": rf.size, "shift": rf.jump, "image": INPUT, "corner": [-0.5, -0.5],
+                             "centres": sides[name] ** 2, "xs": grid, "ys": grid,
+                             "unit": [mid, mid], "middle": [mid, mid]}, (variant, name)
+            slider = browser.find_element("css selector", '[data-control="layer-index"]')
+            assert slider.get_attribute("aria-valuetext") == name
 
 
 def test_picking_another_layer_or_unit_changes_the_picture(browser, page):
     page(FIGURES["receptive_field"])
     select(browser, "receptive_field", "variant", "paper")
     select(browser, "receptive_field", "layer", "conv1")
-    small = browser.execute_script(FIELD)
+    small = drawn_field(browser)
     select(browser, "receptive_field", "layer", "inception5b")
-    large = browser.execute_script(FIELD)
+    large = drawn_field(browser)
     assert (small["size"], large["size"]) == (7, 715) and small["centres"] > large["centres"]
     before = shown(browser, "receptive_field")["readout"]
     canvas = browser.find_element("css selector", '[data-figure="receptive_field"] svg')
@@ -288,6 +309,36 @@ def test_picking_another_layer_or_unit_changes_the_picture(browser, page):
     ActionChains(browser).move_to_element_with_offset(canvas, -150, -150).click().perform()
     after = shown(browser, "receptive_field")["readout"]
     assert "Unit (3, 3) is shown" in before and "Unit (0, 0) is shown" in after
+
+
+def test_the_arrow_keys_move_the_unit_and_the_neighbour_stays_on_the_grid(browser, page):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    page(FIGURES["receptive_field"])
+    select(browser, "receptive_field", "variant", "paper")
+    select(browser, "receptive_field", "layer", "inception5b")
+    rf = receptive_fields(googlenet.GoogLeNet(aux_logits=False))["inception5b"]
+    figure = '[data-figure="receptive_field"]'
+    for control in ("variant", "layer", "layer-index"):
+        label = browser.find_element("css selector", f'{figure} [data-control="{control}"]')
+        assert label.get_attribute("aria-label"), control
+    # The picture is reached with Tab from the slider, as a keyboard user reaches it.
+    browser.execute_script(f"document.querySelector('{figure} [data-control=\"layer-index\"]').focus()")
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.execute_script("return document.activeElement.dataset.key") == "canvas"
+
+    def press(*keys) -> tuple[str, dict]:
+        ActionChains(browser).send_keys(*keys).perform()
+        return shown(browser, "receptive_field")["readout"], drawn_field(browser)
+
+    text, drawn = press(Keys.ARROW_LEFT, Keys.ARROW_UP, Keys.ARROW_UP)
+    assert "Unit (2, 1) is shown" in text
+    assert drawn["unit"] == [rf.start + 2 * rf.jump, rf.start + 1 * rf.jump] == drawn["middle"]
+    assert drawn["shift"] == rf.jump
+    text, drawn = press(*[Keys.ARROW_RIGHT] * 9, Keys.ARROW_DOWN)  # stops at the last column
+    assert "Unit (6, 2) is shown" in text and drawn["unit"][0] == rf.start + 6 * rf.jump
+    assert drawn["shift"] == -rf.jump, "in the last column the neighbour is the one on the left"
 
 
 # --------------------------------------------------------------------------- the microscope

@@ -40,7 +40,7 @@ function draw(root, data) {
   const state = { c_in: first.c_in, grid: first.grid, widths: first.widths.slice() };
 
   // controls: a preset menu, then a slider and a number box for each of the eight sizes
-  const select = el("select", { "data-control": "preset" },
+  const select = el("select", { "data-control": "preset", "aria-label": "Table 1 module" },
     [...data.presets.map((p) => el("option", { value: p.name, text: p.name })),
      el("option", { value: "custom", text: "(your own widths)" })]);
   select.value = data.default;
@@ -67,6 +67,9 @@ function draw(root, data) {
         update();
       });
     }
+    box.addEventListener("change", () => {  // typed past a limit: show the value in use
+      if (box.value !== "") box.value = get(size.key);
+    });
     inputs[size.key] = [range, box];
     grid.append(el("label", { text: size.label }), range, box);
   }
@@ -83,7 +86,7 @@ function draw(root, data) {
   const ratio = el("p", { "data-key": "ratio" });
   const legend = el("div", { class: "gn-legend" }, data.branches.map((b, i) => el("span", {
     style: `border-left:0.9em solid ${data.colors[i]};padding-left:0.3em;margin-right:1em`,
-    text: `${b} branch`,
+    text: `${data.names[i]} branch`,
   })));
 
   function cell(key, value) {
@@ -91,7 +94,11 @@ function draw(root, data) {
   }
 
   function update() {
-    for (const size of sizes) for (const input of inputs[size.key]) input.value = get(size.key);
+    for (const size of sizes) {
+      for (const input of inputs[size.key]) {
+        if (input !== document.activeElement) input.value = get(size.key);  // not under the cursor
+      }
+    }
     const c = costs(state);
     const models = ["reduced", "naive"];
     const totals = Object.fromEntries(models.map((m) => [m, chain(...c[m])]));
@@ -101,18 +108,24 @@ function draw(root, data) {
                         `${fmt(totals[m][1])} multiply-adds` }),
       el("div", { class: "gn-bar" }, c[m].map((b, i) => el("span", {
         style: `width:${(100 * b[1]) / widest}%;background:${data.colors[i]}`,
-        title: `${data.branches[i]} branch: ${fmt(b[1])} multiply-adds`,
+        title: `${data.names[i]} branch: ${fmt(b[1])} multiply-adds`,
       }))),
     ])), legend);
     const head = el("tr", {}, ["branch", "params (2b)", "mult-adds (2b)", "params (2a)",
                                "mult-adds (2a)"].map((t) => el("th", { text: t })));
-    const rows = data.branches.map((b, i) => el("tr", {}, [el("td", { text: b }),
+    const rows = data.branches.map((b, i) => el("tr", {}, [el("td", { text: data.names[i] }),
       ...models.flatMap((m) => [cell(`${m}.params.${b}`, c[m][i][0]),
                                 cell(`${m}.macs.${b}`, c[m][i][1])])]));
     const total = el("tr", {}, [el("th", { text: "total" }), ...models.flatMap((m) => [
       cell(`${m}.params.total`, totals[m][0]), cell(`${m}.macs.total`, totals[m][1])])]);
-    const out = el("tr", {}, [el("td", { text: "output channels" }), el("td"),
-      cell("reduced.out", c.out.reduced), el("td"), cell("naive.out", c.out.naive)]);
+    const across = (key, value) => {  // one number under both columns of its module
+      const td = cell(key, value);
+      td.colSpan = 2;
+      td.style.textAlign = "center";
+      return td;
+    };
+    const out = el("tr", {}, [el("td", { text: "output channels" }),
+      across("reduced.out", c.out.reduced), across("naive.out", c.out.naive)]);
     table.replaceChildren(head, ...rows, total, out);
     const times = (a, b) => (b > 0 ? `${(a / b).toFixed(2)}x` : "n/a");
     ratio.textContent = `naive / with reductions: ${times(totals.naive[1], totals.reduced[1])} ` +
@@ -120,6 +133,6 @@ function draw(root, data) {
   }
 
   root.querySelector(".gn-fallback").replaceChildren(
-    el("div", {}, [el("label", { text: "Table 1 module: " }), select]), grid, bars, table, ratio);
+    el("div", {}, [el("label", { text: "Table 1 module: " }, [select])]), grid, bars, table, ratio);
   update();
 }
