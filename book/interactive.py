@@ -13,17 +13,17 @@ import hashlib
 import html
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
+from googlenet.features import trace
 from googlenet.receptive import ReceptiveField
 
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -168,27 +168,9 @@ def module_cost_figure(presets: Mapping[str, tuple[int, int, Sequence[int]]], de
 # --------------------------------------------------------------------------- receptive fields
 
 
-@torch.no_grad()
 def map_sides(model: nn.Module, input_size: int) -> dict[str, int]:
     """Side of the feature map after each top-level layer, on a square input of `input_size`."""
-    sides: dict[str, int] = {}
-
-    def record(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-            if output.dim() == 4:  # the feature maps, not the classifier's vectors
-                sides.setdefault(name, output.shape[-1])
-        return hook
-
-    hooks = [child.register_forward_hook(record(name))
-             for name, child in model.named_children() if child is not None]
-    training = model.training
-    try:
-        model.eval()(torch.zeros(1, model.in_channels, input_size, input_size))
-    finally:
-        model.train(training)
-        for hook in hooks:
-            hook.remove()
-    return sides
+    return {s.name: s.shape[-1] for s in trace(model, input_size) if len(s.shape) == 3}
 
 
 def unit_centres(side: int, rf: ReceptiveField) -> list[float]:

@@ -1,5 +1,5 @@
 """A Sphinx extension of the book: serve the microscope's files (book/results/microscope/) from the
-HTML book's _static/microscope/, where chapter 9's viewer (book/microscope.js) fetches them."""
+HTML book's _static/microscope/, where chapter 9's viewer (book/figures/microscope.js) fetches them."""
 
 import shutil
 from pathlib import Path
