@@ -18,11 +18,14 @@ import torch
 import torchinfo
 from matplotlib.axes import Axes
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from torchinfo.enums import Units
 
-from googlenet import TrainConfig
+from googlenet import GoogLeNet, TrainConfig
 from googlenet.bench import MODES, SCHEMA_VERSION, Measurement
+from googlenet.data import NATIVE_SIZE
 from googlenet.device import device_plan, pick_device
+from googlenet.model import googlenet_loss
 
 
 class _ReadableSummary(torchinfo.ModelStatistics):
@@ -236,6 +239,37 @@ def print_comparison(runs: dict[str, list[dict]], baseline: str, other: str) -> 
     verdict = "a measurable difference" if abs(diff) > spreads else "no measurable difference"
     print(f"{other} - {baseline}: {100 * diff:+.2f} points; spreads together"
           f" {100 * spreads:.2f} points: {verdict}")
+
+
+# --------------------------------------------------------------------------- speedrun tuning
+# The speedrun recipe's tuning runs (results/speedrun/tuning/<name>/): one seed each, on the
+# validation split, compared by epochs (each run's training FLOPs), never by the clock.
+
+SPEEDRUN = Path("results") / "speedrun"
+
+
+def train_flops_per_image(size: int) -> float:
+    """FLOPs of one training step per image (forward and backward) of the small-stem torchvision
+    layout at ``size`` x ``size`` px, with its auxiliary heads, counted by PyTorch's FlopCounterMode."""
+    model = GoogLeNet(num_classes=10, variant="torchvision", stem="small", in_channels=1).train()
+    x, y = torch.zeros(2, 1, size, size), torch.tensor([0, 1])
+    with FlopCounterMode(display=False) as counter:
+        googlenet_loss(model(x), y).backward()
+    return counter.get_total_flops() / len(y)
+
+
+def full_size_epochs(metrics: dict) -> float:
+    """A run's training FLOPs in epochs at the dataset's full size (28 px for Fashion-MNIST)."""
+    c = metrics["config"]
+    full = c["image_size"] or NATIVE_SIZE[metrics["dataset"]]
+    sizes = c["progressive_sizes"] or [full]
+    per_size = {s: train_flops_per_image(s) for s in {*sizes, full}}
+    return c["epochs"] * statistics.mean(per_size[s] for s in sizes) / per_size[full]
+
+
+def speedrun_tuning(root: Path = SPEEDRUN / "tuning") -> dict[str, dict]:
+    """Every tuning run's metrics.json, by folder name, in name order."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob("*/metrics.json"))}
 
 
 def step_minutes(metrics: dict) -> list[float]:

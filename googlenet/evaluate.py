@@ -1,5 +1,8 @@
 """The ``python -m googlenet.evaluate`` command line: a checkpoint's accuracy on its test split.
 
+``--split val`` measures a run trained with ``--val-split`` on the training images it held out
+instead, to compare tuning choices (test-time augmentation, say) without looking at the test set.
+
 ::
 
     python -m googlenet.evaluate --checkpoint runs/cifar10/checkpoint.pt
@@ -10,14 +13,16 @@ The measuring itself is :func:`googlenet.metrics.evaluate`.
 from __future__ import annotations
 
 import sys
+from argparse import BooleanOptionalAction
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_model
 from .cli import Parser, checked, command_line, run_main
 from .config import AT_LEAST_1
-from .data import load_data
+from .data import hold_out, load_data
 from .device import pick_device
+from .errors import ConfigError
 from .files import write_json
 from .loaders import make_loader
 from .metrics import evaluate, report
@@ -40,6 +45,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps, or auto (default)")
     parser.add_argument("--subset", type=checked(int, AT_LEAST_1), default=None,
                         help="evaluate only this many test images (a fixed random sample), for a quick look")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="test: the dataset's test split (default); val: the training images the run "
+                             "held out with --val-split")
+    parser.add_argument("--tta", action=BooleanOptionalAction, default=None,
+                        help="flip test-time augmentation: average each image's logits with its mirror "
+                             "image's (default: as the run was trained, its --tta)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to save the confusion matrix image (default: next to the checkpoint); "
                              "the same name with .json gets the numbers, each image's prediction and "
@@ -52,10 +63,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, meta = load_model(args.checkpoint, map_location=device)
     config = meta["history"]["config"] if meta.get("history") else {}
     root = args.data_root or config.get("data_root")
-    data = load_data(meta["dataset"], root, image_size=meta["image_size"], subset=args.subset,
+    if args.split == "val" and not config.get("val_split"):
+        raise ConfigError(f"--split val: {args.checkpoint} was trained without --val-split, so it held no "
+                          "training images out")
+    if args.split == "val" and args.subset:
+        raise ConfigError("--subset samples the test split; --split val measures the run's held-out images")
+    subset = config.get("subset") if args.split == "val" else args.subset  # the run's, to hold out the same
+    data = load_data(meta["dataset"], root, image_size=meta["image_size"], subset=subset,
                      mean=meta["mean"], std=meta["std"])
+    if args.split == "val":
+        data = hold_out(data, config["val_split"])
     loader = make_loader(data, "test", args.batch_size, device)
-    metrics = evaluate(model, loader, len(meta["classes"]), per_image=True)  # in float32
+    flip = args.tta if args.tta is not None else bool(config.get("tta"))
+    metrics = evaluate(model, loader, len(meta["classes"]), per_image=True, flip=flip)  # in float32
     print(report(metrics, meta["classes"]))
 
     out = args.out or args.checkpoint.with_name("confusion_matrix.png")
@@ -63,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ax = plot_confusion_matrix(metrics["confusion"], meta["classes"])
     ax.figure.savefig(out, dpi=150, bbox_inches="tight")
     command = command_line("googlenet.evaluate", sys.argv[1:] if argv is None else argv)
-    record = {**metrics, "precision": "float32", "subset": args.subset, **provenance(command)}
+    record = {**metrics, "precision": "float32", "split": args.split, "tta": flip, "subset": args.subset,
+              **provenance(command)}
     write_json(record, out.with_suffix(".json"))
     print(f"confusion matrix saved to {out} (numbers in {out.with_suffix('.json')})")
     return metrics

@@ -121,10 +121,11 @@ def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def fp16_run(image_folder, tmp_path_factory):
-    """``--amp fp16`` on a CPU: one epoch with a gradient scaler; its flags and folder."""
+    """``--amp fp16`` on a CPU with flip test-time augmentation: one epoch with a gradient scaler."""
     out = tmp_path_factory.mktemp("fp16") / "run"
     flags = ["--dataset", "folder", "--data-root", str(image_folder), "--image-size", "32", "--epochs", "1",
-             "--batch-size", "8", "--workers", "0", "--no-progress", "--device", "cpu", "--amp", "fp16"]
+             "--batch-size", "8", "--workers", "0", "--no-progress", "--device", "cpu", "--amp", "fp16",
+             "--tta"]
     run("googlenet.train", *flags, "--out-dir", str(out))
     return flags, out
 
@@ -136,11 +137,14 @@ def test_fp16_on_a_cpu_trains_with_a_gradient_scaler(fp16_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["amp"] == "fp16"
     assert all(math.isfinite(epoch["train_loss"]) for epoch in metrics["epochs"])
-    # Trained in fp16, measured in float32: the evaluate command (float32) finds the recorded loss.
-    run("googlenet.evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--device", "cpu",
-        "--out", str(out / "eval.png"))
-    again = json.loads((out / "eval.json").read_text())
+    # Trained in fp16, measured in float32: the evaluate command (float32, with the run's flip
+    # test-time augmentation unless told otherwise) finds the recorded loss.
+    evaluate = ["googlenet.evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--device", "cpu"]
+    run(*evaluate, "--out", str(out / "eval.png"))
+    run(*evaluate, "--no-tta", "--out", str(out / "plain.png"))
+    again, plain = (json.loads((out / name).read_text()) for name in ("eval.json", "plain.json"))
     assert again["loss"] == pytest.approx(metrics["epochs"][-1]["test_loss"], rel=1e-6, abs=1e-7)
+    assert (again["tta"], plain["tta"]) == (True, False) and plain["loss"] != again["loss"]
 
 
 def test_resuming_a_corrupt_or_evaluation_only_checkpoint_gets_one_line(fp16_run, tmp_path):

@@ -49,10 +49,11 @@ def test_every_field_is_checked(field, value, message):
 def test_the_speedrun_recipe_resolves_from_python_and_the_command_line():
     run = TrainConfig(recipe="speedrun")
     assert all(getattr(run, k) == v for k, v in RECIPES["speedrun"].items())
-    assert (run.schedule, run.tta, run.variant) == ("linear", True, "torchvision")
-    assert run.progressive_sizes[-1] == 28 and TrainConfig().progressive_sizes == [] and not TrainConfig().tta
+    assert (run.schedule, run.tta, run.variant, run.batch_size) == ("linear", True, "torchvision", 256)
+    assert TrainConfig().batch_size == 128 and not TrainConfig().tta
     run.progressive_sizes.append(99)  # each config has its own copy of the recipe's list
-    assert RECIPES["speedrun"]["progressive_sizes"][-1] == 28
+    assert RECIPES["speedrun"]["progressive_sizes"] == []
+    assert TrainConfig(recipe="speedrun").progressive_sizes == []
     flags = ["--recipe", "speedrun", "--progressive-sizes", "24", "28", "--no-tta", "--val-split", "5000"]
     config = TrainConfig(**vars(build_parser().parse_args(flags)))
     assert (config.progressive_sizes, config.tta, config.val_split) == ([24, 28], False, 5000)

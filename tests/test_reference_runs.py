@@ -93,3 +93,23 @@ def test_readme_states_the_evaluated_accuracies():
         stated = re.search(rf"`{weights}` is [^%]*?\((\d+\.\d)% test accuracy", readme)
         assert stated, f"README: say `{weights}` is ... (NN.N% test accuracy"
         assert float(stated.group(1)) == round(100 * evaluation(run)["accuracy"], 1)
+
+
+SPEEDRUN = RESULTS / "speedrun"
+
+
+def test_the_speedrun_was_tuned_without_the_test_set_and_its_readme_states_each_run():
+    readme = (SPEEDRUN / "README.md").read_text()
+    tuning = sorted(SPEEDRUN.glob("tuning/*/metrics.json"))
+    assert len(tuning) >= 5
+    for path in tuning:
+        m, name = json.loads(path.read_text()), path.parent.name
+        assert all(m.get(key) for key in PROVENANCE) and m["command"].startswith("python -m googlenet.train")
+        assert m["config"]["val_split"] == 10_000 and "test_acc" not in m  # chosen on held-out images
+        assert m["config"]["recipe"] == "speedrun" and not m["stopped_early"]  # whole schedules
+        assert len(m["epochs"]) == m["config"]["epochs"] and m["val_acc"] == m["epochs"][-1]["val_acc"]
+        row = re.search(rf"^\| `{name}` \|.*$", readme, re.MULTILINE)
+        assert row and f"{m['val_acc']:.2%}" in row.group(), f"README: a row for {name} with its accuracy"
+    for path in SPEEDRUN.glob("tuning/*/val_*.json"):  # `python -m googlenet.evaluate --split val`
+        evaluated = json.loads(path.read_text())
+        assert evaluated["split"] == "val" and f"{evaluated['accuracy']:.2%}" in readme

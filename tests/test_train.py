@@ -31,6 +31,8 @@ from googlenet.checkpoint import (
 from googlenet.data import Data, TensorImages, hold_out
 from googlenet.device import seed_for
 from googlenet.engine import NonFiniteLossError, lr_at, resize, size_at, train, train_step, weight_average
+from googlenet.errors import ConfigError
+from googlenet.evaluate import main as evaluate_command
 from googlenet.files import write_atomically
 from googlenet.metrics import evaluate
 from googlenet.plots import plot_confusion_matrix, plot_history
@@ -109,6 +111,14 @@ def test_a_run_with_a_validation_split_never_sees_the_test_set(fmnist_root, tmp_
     epoch = history["epochs"][0]
     assert epoch["images"] == 32 and "val_acc" in epoch and "test_acc" not in epoch  # 48 - 16 trained on
     assert history["val_acc"] == epoch["val_acc"] and "test_acc" not in history
+    # The evaluate command measures the same held-out images again; a run without them gets one line.
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    again = evaluate_command(["--checkpoint", checkpoint, "--split", "val", "--device", "cpu"])
+    assert again["loss"] == pytest.approx(epoch["val_loss"], rel=1e-6, abs=1e-7)
+    assert again["accuracy"] == epoch["val_acc"]
+    train(tiny_config(tmp_path, fmnist_root, epochs=1, out_dir=str(tmp_path / "plain")))
+    with pytest.raises(ConfigError, match="trained without --val-split"):
+        evaluate_command(["--checkpoint", str(tmp_path / "plain" / "checkpoint.pt"), "--split", "val"])
 
 
 def test_flip_test_time_augmentation_averages_each_image_and_its_mirror_image():
