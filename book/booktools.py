@@ -4,6 +4,7 @@ Chapters import this module from their own folder (`import booktools`): the note
 chapter's folder as the working directory, locally, in the book build, under nbval and in Colab.
 """
 
+import functools
 import json
 import math
 import os
@@ -245,9 +246,8 @@ def print_comparison(runs: dict[str, list[dict]], baseline: str, other: str) -> 
 # The speedrun recipe's tuning runs (results/speedrun/tuning/<name>/): one seed each, on the
 # validation split, compared by epochs (each run's training FLOPs), never by the clock.
 
-SPEEDRUN = Path("results") / "speedrun"
 
-
+@functools.cache
 def train_flops_per_image(size: int) -> float:
     """FLOPs of one training step per image (forward and backward) of the small-stem torchvision
     layout at ``size`` x ``size`` px, with its auxiliary heads, counted by PyTorch's FlopCounterMode."""
@@ -265,11 +265,6 @@ def full_size_epochs(metrics: dict) -> float:
     sizes = c["progressive_sizes"] or [full]
     per_size = {s: train_flops_per_image(s) for s in {*sizes, full}}
     return c["epochs"] * statistics.mean(per_size[s] for s in sizes) / per_size[full]
-
-
-def speedrun_tuning(root: Path = SPEEDRUN / "tuning") -> dict[str, dict]:
-    """Every tuning run's metrics.json, by folder name, in name order."""
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob("*/metrics.json"))}
 
 
 def step_minutes(metrics: dict) -> list[float]:

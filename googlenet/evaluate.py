@@ -63,15 +63,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, meta = load_model(args.checkpoint, map_location=device)
     config = meta["history"]["config"] if meta.get("history") else {}
     root = args.data_root or config.get("data_root")
-    if args.split == "val" and not config.get("val_split"):
+    val = args.split == "val"
+    if val and not config.get("val_split"):
         raise ConfigError(f"--split val: {args.checkpoint} was trained without --val-split, so it held no "
                           "training images out")
-    if args.split == "val" and args.subset:
+    if val and args.subset:
         raise ConfigError("--subset samples the test split; --split val measures the run's held-out images")
-    subset = config.get("subset") if args.split == "val" else args.subset  # the run's, to hold out the same
+    subset = config.get("subset") if val else args.subset  # the run's own, to hold out the same images
     data = load_data(meta["dataset"], root, image_size=meta["image_size"], subset=subset,
                      mean=meta["mean"], std=meta["std"])
-    if args.split == "val":
+    if val:
         data = hold_out(data, config["val_split"])
     loader = make_loader(data, "test", args.batch_size, device)
     flip = args.tta if args.tta is not None else bool(config.get("tta"))
