@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import googlenet
+from googlenet.config import TrainConfig
 from googlenet.data import subset_indices
 
 RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
@@ -113,3 +114,33 @@ def test_the_speedrun_was_tuned_without_the_test_set_and_its_readme_states_each_
     for path in SPEEDRUN.glob("tuning/*/val_*.json"):  # `python -m googlenet.evaluate --split val`
         evaluated = json.loads(path.read_text())
         assert evaluated["split"] == "val" and f"{evaluated['accuracy']:.2%}" in readme
+
+
+def test_the_speedruns_timed_runs_were_whole_schedules_on_one_machine_and_the_readme_states_each():
+    readme = (SPEEDRUN / "README.md").read_text()
+    timed = {p.parent.name: json.loads(p.read_text()) for p in SPEEDRUN.glob("timed/*/metrics.json")}
+    assert timed, "no timed run"
+    assert len({m["machine"]["cpu"] for m in timed.values()}) == 1  # side by side: one machine
+    for name, m in timed.items():
+        assert all(m.get(key) for key in PROVENANCE) and m["command"].startswith("python -m googlenet.train")
+        c = m["config"]
+        assert c["val_split"] == 0 and c["subset"] is None and c["time_limit"] is None  # all test images
+        assert not m["stopped_early"] and len(m["epochs"]) == c["epochs"]  # whole schedules, no clock
+        # fast_s<k>: its 15-epoch schedule; sr_s<k>: the speedrun recipe as it stands; sr<n>_s<k>: an
+        # earlier speedrun of n epochs
+        named = re.fullmatch(r"(fast|sr)(\d*)_s(\d+)", name)
+        recipe = {"fast": "fast", "sr": "speedrun"}
+        assert named and recipe[named[1]] == c["recipe"] and int(named[3]) == c["seed"], name
+        recipe_epochs = {"fast": 15, "sr": int(named[2] or TrainConfig(recipe="speedrun").epochs)}
+        assert c["epochs"] == recipe_epochs[named[1]], (name, c["epochs"])
+        assert all(e["test_acc"] for e in m["epochs"]) and m["test_acc"] == m["epochs"][-1]["test_acc"]
+        row = re.search(rf"^\| `{name}` \|.*$", readme, re.MULTILINE)
+        assert row and f"{m['test_acc']:.2%}" in row.group(), f"README: a row for {name} with its accuracy"
+        seconds = 0.0
+        for e in m["epochs"]:  # the README's time to 94%: training seconds to the first epoch at 94%
+            seconds += e["train_time_s"]
+            if e["test_acc"] >= 0.94:
+                assert f"| {seconds:.0f} s |" in row.group(), (name, seconds)
+                break
+        else:
+            assert "| never |" in row.group(), name
