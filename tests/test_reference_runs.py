@@ -129,10 +129,9 @@ def test_the_speedruns_timed_runs_were_whole_schedules_on_one_machine_and_the_re
         # fast_s<k>: its 15-epoch schedule; sr_s<k>: the speedrun recipe as it stands; sr<n>_s<k>: an
         # earlier speedrun of n epochs
         named = re.fullmatch(r"(fast|sr)(\d*)_s(\d+)", name)
-        recipe = {"fast": "fast", "sr": "speedrun"}
-        assert named and recipe[named[1]] == c["recipe"] and int(named[3]) == c["seed"], name
-        recipe_epochs = {"fast": 15, "sr": int(named[2] or TrainConfig(recipe="speedrun").epochs)}
-        assert c["epochs"] == recipe_epochs[named[1]], (name, c["epochs"])
+        assert named and named[1] == {"fast": "fast", "speedrun": "sr"}[c["recipe"]], name
+        epochs = 15 if named[1] == "fast" else int(named[2] or TrainConfig(recipe="speedrun").epochs)
+        assert (c["epochs"], c["seed"]) == (epochs, int(named[3])), name
         assert all(e["test_acc"] for e in m["epochs"]) and m["test_acc"] == m["epochs"][-1]["test_acc"]
         row = re.search(rf"^\| `{name}` \|.*$", readme, re.MULTILINE)
         assert row and f"{m['test_acc']:.2%}" in row.group(), f"README: a row for {name} with its accuracy"
