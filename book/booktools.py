@@ -267,6 +267,16 @@ def full_size_epochs(metrics: dict) -> float:
     return c["epochs"] * statistics.mean(per_size[s] for s in sizes) / per_size[full]
 
 
+def seconds_to_accuracy(metrics: dict, target: float) -> float | None:
+    """Training seconds up to the first epoch whose test accuracy reaches ``target`` (None: never)."""
+    seconds = 0.0
+    for epoch in metrics["epochs"]:
+        seconds += epoch["train_time_s"]
+        if epoch["test_acc"] >= target:
+            return seconds
+    return None
+
+
 def step_minutes(metrics: dict) -> list[float]:
     """Minutes of training at each entry of the step history (from each epoch's clock)."""
     first = metrics["steps"][0]
@@ -314,12 +324,14 @@ BENCH_KEYS = {"command", "date", "commit", "machine", "versions", "config", "res
 
 
 def load_results(path: str | Path) -> dict:
-    """A result file of the benchmark, in its current schema (a schema-1 or 2 file is converted)."""
+    """A result file of the benchmark, in its current schema (an older one is converted)."""
     result = json.loads(Path(path).read_text())
     if result.get("schema") == 1:
         result = _from_schema_1(result)
     if result.get("schema") == 2:
         result = _from_schema_2(result)
+    if result.get("schema") == 3:
+        result = _from_schema_3(result)
     if result.get("schema") != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema {result.get('schema')!r}, expected 1 to {SCHEMA_VERSION}")
     if BENCH_KEYS - result.keys():
@@ -346,6 +358,11 @@ def _from_schema_2(result: dict) -> dict:
     tracked the order the models ran in rather than any one model, so it is left out."""
     rows = [{**row, "peak_memory_mb": None} for row in result["results"]]
     return {**result, "schema": 3, "results": rows}
+
+
+def _from_schema_3(result: dict) -> dict:
+    """A schema-3 result, which did not time its warm-up steps."""
+    return {**result, "schema": 4, "results": [{**row, "warmup_s": []} for row in result["results"]]}
 
 
 def ratio_rows(result: dict, model: str = "ours-optimized") -> list[dict]:

@@ -44,9 +44,10 @@ from .model import GoogLeNet
 from .optimize import optimize_for_inference, optimize_for_training
 from .provenance import provenance
 
-SCHEMA_VERSION = 3  # 2: the machine and versions as googlenet.provenance records them, with date and commit;
+SCHEMA_VERSION = 4  # 2: the machine and versions as googlenet.provenance records them, with date and commit;
 # 3: peak_memory_mb is the memory the warm-up steps allocate beyond what was allocated before them
-# (device.PeakMemory); before, it was the process's peak resident memory, which tracked the run order
+# (device.PeakMemory); before, it was the process's peak resident memory, which tracked the run order;
+# 4: warmup_s, the seconds of each untimed warm-up step (the first one compiles a compiled model)
 REFERENCE = "torchvision"
 MODES = ("train", "infer")
 
@@ -240,6 +241,7 @@ class Measurement:
     ratio: float | None  # median over repetitions of (this model's images/s) / torchvision's
     counted: bool  # False for informational rows that are not like-for-like
     samples_images_per_s: list[float]
+    warmup_s: list[float]  # each untimed warm-up step; the first includes compiling, when compiled
     error: str | None = None
 
 
@@ -262,15 +264,20 @@ def measure_case(
     if setting.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
 
-    steps, peaks, errors = {}, {}, {}
+    steps, peaks, warmups, errors = {}, {}, {}, {}
     for name, model in plain.items():
         try:
             step = make_step(prepare(model, mode, setting, device), mode, setting, x, y, device)
             # the memory the steps add to what was held before them; from the second step on, a
             # training step holds the optimizer's state as well as the gradients and activations
+            warmups[name] = []
             with PeakMemory(device) as peak:
                 for _ in range(max(cfg.warmup, 3 if setting.compile else 2)):  # compile/graphs need more
+                    sync(device)
+                    start = time.perf_counter()
                     step()
+                    sync(device)
+                    warmups[name].append(time.perf_counter() - start)
             steps[name], peaks[name] = step, peak.mb
         except Exception as exc:  # a setting that does not work for a model is reported, not fatal
             errors[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -298,7 +305,7 @@ def measure_case(
         rows.append(Measurement(
             size, stem_for(size), batch, mode, setting.name, name, ips,
             1000 * batch / ips if ips else None, peaks.get(name), ratio, comparable, s or [],
-            errors.get(name),
+            warmups.get(name, []), errors.get(name),
         ))
     return rows
 

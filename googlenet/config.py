@@ -189,7 +189,8 @@ class TrainConfig:
                             "bf16 where it is fast, fp16 on other GPUs, none on a CPU without native bf16)",
                     choices=AMP, const="auto")
     channels_last: bool = flag(False, "channels-last memory format (faster convolutions on most hardware)")
-    compile: bool = flag(False, "torch.compile the model (slow start, faster steps)")
+    compile: bool = flag(False, "torch.compile the model (compiling takes a minute or more; on the "
+                                "book's 2-core CPU it slowed training down)")
     device: str = flag("auto", "cpu, cuda, cuda:1, mps, or auto (the best available)")
     # bookkeeping
     seed: int = flag(0, "random seed of the weights (the same on every process); each epoch's shuffle "

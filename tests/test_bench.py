@@ -50,6 +50,7 @@ def test_json_schema(tiny_run):
         assert r["error"] is None and r["size"] == 32 and r["stem"] == "small" and r["batch_size"] == 2
         assert r["images_per_s"] > 0 and r["ms_per_batch"] > 0 and r["peak_memory_mb"] > 0
         assert len(r["samples_images_per_s"]) == 2
+        assert len(r["warmup_s"]) == 2 and min(r["warmup_s"]) > 0  # at least 2 warm-up steps, each timed
         if r["model"] == "torchvision-stock":
             assert r["ratio"] is None and not r["counted"]
         else:
@@ -110,6 +111,8 @@ def test_committed_results_load_in_the_provenance_shape(path):
     assert result["results"] and result["machine"]["cpu"]
     if json.loads(path.read_text())["schema"] < 3:  # a resident-memory peak: not shown
         assert all(r["peak_memory_mb"] is None for r in result["results"])
+    if json.loads(path.read_text())["schema"] < 4:  # warm-up steps not timed
+        assert all(r["warmup_s"] == [] for r in result["results"])
     assert result["machine"].keys() == provenance.machine().keys()
     assert result["versions"].keys() == provenance.versions().keys()
 
