@@ -180,9 +180,11 @@ def fashion_mnist_config(setting: Setting, *, verbose: bool = True, **overrides:
 
 
 # --------------------------------------------------------------------------- ablation runs
-# Chapters 5 and 7 compare training runs committed under results/ablation/<config>_seed<k>/.
+# Chapters 5 and 7 compare training runs committed under results/ablation/<config>_seed<k>/ (eight
+# minutes each) and results/ablation_full/<config>_seed<k>/ (whole schedules of the speedrun recipe).
 
 ABLATION = Path("results") / "ablation"
+ABLATION_FULL = Path("results") / "ablation_full"
 
 
 def ablation_runs(configs: list[str], root: Path = ABLATION) -> dict[str, list[dict]]:
@@ -216,12 +218,11 @@ def learnt(metrics: dict) -> bool:
 
 def print_ablation_table(runs: dict[str, list[dict]]) -> None:
     """One line per run, then each configuration's final test accuracy as mean ± spread."""
-    print(f"{'configuration':19s} {'seed':>4s} {'epochs':>6s} {'images/s':>8s}"
-          f" {'last loss':>9s} {'test acc':>8s}")
+    print(f"{'configuration':19s} {'seed':>4s} {'epochs':>6s} {'last loss':>9s} {'test acc':>8s}")
     for config, seeds in runs.items():
         for m in seeds:
             print(f"{config:19s} {m['config']['seed']:4d} {m['epochs'][-1]['at_epoch']:6.2f}"
-                  f" {images_per_second(m):8.0f} {m['steps'][-1]['loss']:9.3f} {m['test_acc']:8.2%}")
+                  f" {m['steps'][-1]['loss']:9.3f} {m['test_acc']:8.2%}")
     print()
     for config, (mean, spread) in accuracy_summary(runs).items():
         print(f"{config:19s} {len(runs[config])} seeds: test accuracy {mean:.2%} ± {spread:.2%}")
@@ -242,16 +243,41 @@ def print_comparison(runs: dict[str, list[dict]], baseline: str, other: str) -> 
           f" {100 * spreads:.2f} points: {verdict}")
 
 
+def plot_ablation(runs: dict[str, list[dict]], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """Training-batch accuracy (left) and test accuracy after each epoch (right) against epochs."""
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")[1]
+    for i, (config, seeds) in enumerate(runs.items()):
+        for m, style in zip(seeds, ("-", "--", ":", "-."), strict=False):
+            label, color = f"{config}, seed {m['config']['seed']}", f"C{i}"
+            steps = m["steps"]
+            axes[0].plot([s["epoch"] for s in steps], [100 * s["acc"] for s in steps], style,
+                         color=color, lw=1, label=label)
+            epochs = m["epochs"]
+            axes[1].plot([e["at_epoch"] for e in epochs], [100 * e["test_acc"] for e in epochs],
+                         "o" + style, color=color, label=label)
+    axes[0].set(ylabel="accuracy (%)", title="main classifier on the training batches")
+    axes[1].set(ylabel="accuracy (%)", title="test set, after each epoch and at the end")
+    for ax in axes:
+        ax.set(xlabel="epochs of training")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    return axes
+
+
 # --------------------------------------------------------------------------- speedrun tuning
 # The speedrun recipe's tuning runs (results/speedrun/tuning/<name>/): one seed each, on the
 # validation split, compared by epochs (each run's training FLOPs), never by the clock.
 
 
 @functools.cache
-def train_flops_per_image(size: int) -> float:
+def train_flops_per_image(size: int, aux_logits: bool = True) -> float:
     """FLOPs of one training step per image (forward and backward) of the small-stem torchvision
-    layout at ``size`` x ``size`` px, with its auxiliary heads, counted by PyTorch's FlopCounterMode."""
-    model = GoogLeNet(num_classes=10, variant="torchvision", stem="small", in_channels=1).train()
+    layout at ``size`` x ``size`` px, with its auxiliary heads unless ``aux_logits=False``, counted
+    by PyTorch's FlopCounterMode."""
+    model = GoogLeNet(num_classes=10, variant="torchvision", stem="small", in_channels=1,
+                      aux_logits=aux_logits).train()
     x, y = torch.zeros(2, 1, size, size), torch.tensor([0, 1])
     with FlopCounterMode(display=False) as counter:
         googlenet_loss(model(x), y).backward()
@@ -275,46 +301,6 @@ def seconds_to_accuracy(metrics: dict, target: float) -> float | None:
         if epoch["test_acc"] >= target:
             return seconds
     return None
-
-
-def step_minutes(metrics: dict) -> list[float]:
-    """Minutes of training at each entry of the step history (from each epoch's clock)."""
-    first = metrics["steps"][0]
-    per_epoch = round(first["step"] / first["epoch"])  # batches in an epoch
-    batch = metrics["config"]["batch_size"]
-    before = [0.0]  # seconds of training before each epoch
-    for e in metrics["epochs"]:
-        before.append(before[-1] + e["train_time_s"])
-    minutes = []
-    for s in metrics["steps"]:
-        epoch = (s["step"] - 1) // per_epoch
-        images = (s["step"] - epoch * per_epoch) * batch
-        minutes.append((before[epoch] + images / s["images_per_s"]) / 60)
-    return minutes
-
-
-def plot_ablation(runs: dict[str, list[dict]], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
-    """Training-batch accuracy (left) and test accuracy (right) against minutes of training."""
-    if axes is None:
-        axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")[1]
-    for i, (config, seeds) in enumerate(runs.items()):
-        for m, style in zip(seeds, ("-", "--", ":", "-."), strict=False):
-            label, color = f"{config}, seed {m['config']['seed']}", f"C{i}"
-            acc = [100 * s["acc"] for s in m["steps"]]
-            axes[0].plot(step_minutes(m), acc, style, color=color, lw=1, label=label)
-            ends = [0.0]
-            for e in m["epochs"]:
-                ends.append(ends[-1] + e["train_time_s"] / 60)
-            test = [100 * e["test_acc"] for e in m["epochs"]]
-            axes[1].plot(ends[1:], test, "o" + style, color=color, label=label)
-    axes[0].set(ylabel="accuracy (%)", title="main classifier on the training batches")
-    axes[1].set(ylabel="accuracy (%)", title="test set, after each epoch and at the end")
-    for ax in axes:
-        ax.set(xlabel="minutes of training")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
-    return axes
 
 
 # --------------------------------------------------------------------------- benchmark results
